@@ -1,0 +1,1 @@
+"""pipeline.assets: the software-defined assets, one module per domain."""

@@ -1,0 +1,71 @@
+"""pipeline.definitions: the composition root; builds `defs` and picks resources per environment."""
+
+
+import os
+import dagster as dg
+
+from pipeline.assets import areas, fire_stats, fires, publish
+from pipeline.jobs import JOBS, SCHEDULES
+from pipeline.resources import (
+    AreasResource,
+    DaskResource,
+    DataApiResource,
+    FirmsResource,
+    SlackResource,
+    StorageResource,
+)
+from pipeline.sensors import SENSORS
+
+#: Default output folder (relative to the working directory, i.e. the project root under `dagster dev`).
+DEFAULT_STORAGE = ".geopump/storage"
+
+#: Every environment variable geopump reads, with its default (None = unset / feature off).
+ENV_DEFAULTS: dict[str, str | None] = {
+    "GEOPUMP_STORAGE_URL": DEFAULT_STORAGE,
+    "FIRMS_URL": "https://firms.modaps.eosdis.nasa.gov",
+    "FIRMS_MAP_KEY": None,
+    "GFW_API_URL": "https://api.resourcewatch.org",
+    "GFW_API_TOKEN": None,
+    "GFW_API_KEY": None,
+    "GFW_DATA_API_URL": None,
+    "GFW_DATA_API_TOKEN": None,
+    "DASK_SCHEDULER_ADDRESS": None,
+    "SLACK_WEBHOOK_URL": None,
+}
+
+
+def _env(name: str):
+    """`dg.EnvVar(name)` when the variable is set, else its default.
+
+    Only the *presence* of the variable is looked at here; its value is resolved by Dagster at run
+    time through EnvVar, so secrets never reach the UI, logs or metadata.
+    """
+    return dg.EnvVar(name) if os.environ.get(name) else ENV_DEFAULTS[name]
+
+
+def resources_from_env() -> dict:
+    return {
+        "storage": StorageResource(url=_env("GEOPUMP_STORAGE_URL")),
+        "firms": FirmsResource(base_url=_env("FIRMS_URL"), map_key=_env("FIRMS_MAP_KEY")),
+        "areas": AreasResource(base_url=_env("GFW_API_URL"), token=_env("GFW_API_TOKEN"), api_key=_env("GFW_API_KEY")),
+        "data_api": DataApiResource(base_url=_env("GFW_DATA_API_URL"), token=_env("GFW_DATA_API_TOKEN")),
+        "dask": DaskResource(scheduler_address=_env("DASK_SCHEDULER_ADDRESS")),
+        "slack": SlackResource(webhook_url=_env("SLACK_WEBHOOK_URL")),
+    }
+
+
+ASSETS = [*fires.ASSETS, *areas.ASSETS, *fire_stats.ASSETS, *publish.ASSETS]
+
+
+def build_defs(resources: dict | None = None) -> dg.Definitions:
+    """The code location's definitions; tests pass their own resources."""
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        sensors=SENSORS,
+        resources=resources if resources is not None else resources_from_env(),
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,50 @@
+"""pipeline.jobs: the jobs users and automation launch, and the nightly schedule."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from pipeline import constants as C
+from pipeline.assets.fire_stats import daily_key
+from pipeline.assets.publish import PUBLISHED
+
+#: Everything GFW's datapump did at night: fires, areas, statistics, publishing.
+nightly_sync = dg.define_asset_job(
+    "nightly_sync",
+    selection=dg.AssetSelection.groups(C.FIRES, C.AREAS, C.FIRE_STATS, C.PUBLISH),
+    description=(
+        "The nightly sync for one UTC day: fetch VIIRS and MODIS fire alerts, sync pending user areas, count "
+        "fires for all areas (full history for new areas), publish to the GFW Data API and mark areas saved."
+    ),
+)
+
+
+def fires_job(product: str):
+    """One product's alerts for a day, its per-area counts and publishing (what the FIRMS sensor runs)."""
+    return dg.define_asset_job(
+        f"{product}_fires_job",
+        selection=dg.AssetSelection.assets(dg.AssetKey([C.FIRES, f"{product}_alerts"]), daily_key(product), PUBLISHED),
+        description=f"Re-fetch one day of {product.upper()} alerts, recount it for all areas and publish the change.",
+    )
+
+
+viirs_fires_job = fires_job("viirs")
+modis_fires_job = fires_job("modis")
+
+
+@dg.schedule(
+    name="nightly_sync_schedule",
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    job=nightly_sync,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="02:00 UTC, like datapump's fire cron: runs nightly_sync for the last complete UTC day.",
+)
+def nightly_schedule(context: dg.ScheduleEvaluationContext):
+    # build_schedule_from_partitioned_job would pick *today* here, because the daily partitions
+    # include the current day (end_offset=1); the nightly run wants the completed day before.
+    day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(partition_key=day, run_key=f"nightly:{day}")
+
+JOBS = [nightly_sync, viirs_fires_job, modis_fires_job]
+SCHEDULES = [nightly_schedule]

@@ -1,0 +1,1 @@
+"""pipeline.lib: Dagster-free clients, parsers and geo logic, unit-tested directly."""

@@ -1,0 +1,14 @@
+"""pipeline.resources: the ConfigurableResources every asset, sensor and job uses."""
+
+from pipeline.resources.apis import AreasResource, DataApiResource, FirmsResource, SlackResource
+from pipeline.resources.dask import DaskResource
+from pipeline.resources.storage import StorageResource
+
+__all__ = [
+    "AreasResource",
+    "DaskResource",
+    "DataApiResource",
+    "FirmsResource",
+    "SlackResource",
+    "StorageResource",
+]

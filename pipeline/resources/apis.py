@@ -1,0 +1,102 @@
+"""pipeline.resources.apis: resources that build the real clients for FIRMS, GFW and Slack.
+
+Clients are imported inside `client()` so loading the code location stays light.
+"""
+
+from datetime import date, datetime, timezone
+
+import dagster as dg
+from pydantic import Field
+
+
+
+class FirmsResource(dg.ConfigurableResource):
+    """NASA FIRMS active-fire files and (with a MAP_KEY) the area API for past days."""
+
+    base_url: str = Field(default="https://firms.modaps.eosdis.nasa.gov", description="FIRMS_URL")
+    map_key: str | None = Field(default=None, description="FIRMS_MAP_KEY (secret); needed for days older than 7.")
+    timeout: float = 120.0
+    max_retries: int = 4
+    backoff: float = 2.0
+    today: str | None = Field(
+        default=None, description="Pin 'today' (YYYY-MM-DD UTC) for replays and tests; default is the real UTC date."
+    )
+
+    def client(self):
+        from pipeline.lib.firms import FirmsClient
+
+        return FirmsClient(
+            base_url=self.base_url,
+            map_key=self.map_key or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+        )
+
+    def today_utc(self) -> date:
+        if self.today:
+            return date.fromisoformat(self.today)
+        return datetime.now(timezone.utc).date()
+
+
+class AreasResource(dg.ConfigurableResource):
+    """GFW / Resource Watch Areas + Geostore API (users' areas of interest)."""
+
+    base_url: str = Field(default="https://api.resourcewatch.org", description="GFW_API_URL")
+    token: str | None = Field(default=None, description="GFW_API_TOKEN (secret, RW JWT with ADMIN role).")
+    api_key: str | None = Field(default=None, description="GFW_API_KEY (secret, x-api-key).")
+    timeout: float = 120.0
+    max_retries: int = 4
+    backoff: float = 2.0
+
+    def client(self):
+        from pipeline.lib.areas import AreasClient
+
+        return AreasClient(
+            base_url=self.base_url,
+            token=self.token or None,
+            api_key=self.api_key or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+        )
+
+
+class DataApiResource(dg.ConfigurableResource):
+    """GFW Data API, where result tables are published. No URL: tables stay in storage only."""
+
+    base_url: str | None = Field(default=None, description="GFW_DATA_API_URL; empty disables publishing.")
+    token: str | None = Field(default=None, description="GFW_DATA_API_TOKEN (secret).")
+    timeout: float = 120.0
+    max_retries: int = 4
+    backoff: float = 2.0
+    poll_interval: float = 5.0
+    poll_timeout: float = 3600.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+    def client(self):
+        from pipeline.lib.data_api import DataApiClient
+
+        return DataApiClient(
+            base_url=self.base_url,
+            token=self.token or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            poll_interval=self.poll_interval,
+            poll_timeout=self.poll_timeout,
+        )
+
+
+class SlackResource(dg.ConfigurableResource):
+    """Slack incoming webhook for run-failure alerts (optional)."""
+
+    webhook_url: str | None = Field(default=None, description="SLACK_WEBHOOK_URL (secret); empty disables alerts.")
+
+    def notifier(self):
+        from pipeline.lib.notify import SlackNotifier
+
+        return SlackNotifier(self.webhook_url) if self.webhook_url else None

@@ -1,0 +1,164 @@
+"""pipeline.sensors: start runs when FIRMS publishes new detections, and alert on failed runs."""
+
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import dagster as dg
+import pandas as pd
+
+from pipeline.jobs import modis_fires_job, viirs_fires_job
+from pipeline.resources import FirmsResource, SlackResource
+
+#: FIRMS global products per fire product. The sensor polls the small 24h files (today and
+#: yesterday, UTC); the 7-day files cost up to ~100 MB per tick and the sensor has 60 s.
+PRODUCT_FILES = {"viirs": ("VIIRS_SNPP", "VIIRS_NOAA20", "VIIRS_NOAA21"), "modis": ("MODIS",)}
+WINDOW = "24h"
+CURSOR_VERSION = 1
+
+
+def day_fingerprints(df: pd.DataFrame) -> dict[str, str]:
+    """Per acquisition day, a short digest of the set of detections (order-independent)."""
+    out = {}
+    if df is None or df.empty:
+        return out
+    cols = ["latitude", "longitude", "acq_date", "acq_time", "satellite"]
+    for day, g in df[cols].groupby("acq_date"):
+        keys = g.astype(str).agg("|".join, axis=1).sort_values()
+        digest = hashlib.sha1("\n".join(keys).encode()).hexdigest()[:16]
+        out[str(day)] = f"{len(g)}:{digest}"
+    return out
+
+
+def parse_cursor(raw: str | None) -> tuple[dict, str | None]:
+    """The cursor state, or a fresh one and a warning when it is missing or unreadable."""
+    fresh = {"v": CURSOR_VERSION, "files": {}, "days": {}}
+    if not raw:
+        return fresh, None
+    try:
+        state = json.loads(raw)
+        if not isinstance(state, dict) or state.get("v") != CURSOR_VERSION:
+            raise ValueError("unknown cursor version")
+        if not isinstance(state.get("files"), dict) or not isinstance(state.get("days"), dict):
+            raise ValueError("cursor lacks files/days")
+        return state, None
+    except (ValueError, TypeError) as exc:
+        return fresh, f"ignoring unreadable cursor ({exc}); starting over"
+
+
+def plan_firms_runs(
+    raw_cursor: str | None,
+    head: Callable[[str], dict],
+    fetch: Callable[[str], pd.DataFrame],
+    valid_day: Callable[[str], bool] = lambda d: True,
+) -> tuple[list[tuple[str, str, str]], dict, list[str]]:
+    """Decide which (product, day) runs to request.
+
+    Args:
+        raw_cursor: the sensor's JSON cursor from the last tick.
+        head: product file key -> {"last_modified", "etag"}; cheap HEAD request.
+        fetch: product file key -> parsed detections of the 24h file (only called when it changed).
+        valid_day: whether a day is an existing partition.
+
+    Returns:
+        (requests as (product, day, fingerprint), new cursor state, log messages)
+    """
+    state, warning = parse_cursor(raw_cursor)
+    logs = [warning] if warning else []
+    requests = []
+    new_state = {"v": CURSOR_VERSION, "files": dict(state["files"]), "days": {}}
+    for product, files in PRODUCT_FILES.items():
+        old_days = state["days"].get(product, {})
+        per_file_days: dict[str, dict[str, str]] = {}
+        changed_any = False
+        for fk in files:
+            info = head(fk)
+            stamp = f"{info.get('etag') or ''}|{info.get('last_modified') or ''}"
+            old_file = state["files"].get(fk)
+            if old_file is not None and old_file.get("stamp") == stamp:
+                per_file_days[fk] = old_file.get("days", {})
+                continue
+            changed_any = True
+            per_file_days[fk] = day_fingerprints(fetch(fk))
+            new_state["files"][fk] = {"stamp": stamp, "days": per_file_days[fk]}
+        # Combine the products' per-day digests into the product's day fingerprint.
+        days = sorted({d for fd in per_file_days.values() for d in fd})
+        combined = {
+            d: hashlib.sha1("|".join(per_file_days[fk].get(d, "-") for fk in files).encode()).hexdigest()[:16]
+            for d in days
+        }
+        new_state["days"][product] = combined
+        if not changed_any:
+            continue
+        for d in days:
+            if old_days.get(d) != combined[d] and valid_day(d):
+                requests.append((product, d, combined[d]))
+    # Keep the cursor small: file entries only for the files we watch.
+    watched = {fk for files in PRODUCT_FILES.values() for fk in files}
+    new_state["files"] = {k: v for k, v in new_state["files"].items() if k in watched}
+    return requests, new_state, logs
+
+
+@dg.sensor(
+    name="firms_new_data_sensor",
+    jobs=[viirs_fires_job, modis_fires_job],
+    minimum_interval_seconds=900,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Polls FIRMS' global 24h files with HEAD (Last-Modified/ETag). When a file changed it downloads it, "
+        "fingerprints each UTC day and starts a fires job only for the days whose detections changed."
+    ),
+)
+def firms_new_data_sensor(context: dg.SensorEvaluationContext, firms: FirmsResource) -> dg.SensorResult | dg.SkipReason:
+    client = firms.client()
+    from pipeline.partitions import daily_partitions
+
+    def valid_day(d: str) -> bool:
+        return daily_partitions.has_partition_key(d, dynamic_partitions_store=context.instance)
+
+    requests, state, logs = plan_firms_runs(
+        context.cursor,
+        head=lambda fk: client.head_global(fk, WINDOW),
+        fetch=lambda fk: client.fetch_global(fk, WINDOW).df,
+        valid_day=valid_day,
+    )
+    for msg in logs:
+        context.log.warning(msg)
+    cursor = json.dumps(state, separators=(",", ":"), sort_keys=True)
+    if not requests:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no new FIRMS detections"), cursor=cursor)
+    jobs = {"viirs": viirs_fires_job.name, "modis": modis_fires_job.name}
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(job_name=jobs[p], partition_key=d, run_key=f"{p}:{d}:{fp}", tags={"geopump/trigger": "firms"})
+            for p, d, fp in requests
+        ],
+        cursor=cursor,
+    )
+
+
+def failure_message(job_name: str, run_id: str, error: str | None, step_keys: list[str]) -> str:
+    steps = ", ".join(step_keys) or "unknown step"
+    return f":red_circle: geopump run failed: job `{job_name}`, run `{run_id}`, step(s) {steps}.\n{(error or '')[:1500]}"
+
+
+@dg.run_failure_sensor(
+    name="slack_on_run_failure",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts failed runs to SLACK_WEBHOOK_URL (when set); secrets are scrubbed from the message.",
+)
+def slack_on_run_failure(context: dg.RunFailureSensorContext, slack: SlackResource):
+    notifier = slack.notifier()
+    if notifier is None:
+        return dg.SkipReason("SLACK_WEBHOOK_URL is not set")
+    steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
+    error = context.failure_event.message
+    step_errors = [e.event_specific_data.error.message for e in context.get_step_failure_events()
+                   if getattr(e.event_specific_data, "error", None)]
+    if step_errors:
+        error = step_errors[0]
+    notifier.post(failure_message(context.dagster_run.job_name, context.dagster_run.run_id, error, steps))
+
+
+SENSORS = [firms_new_data_sensor, slack_on_run_failure]

@@ -1,0 +1,1 @@
+"""pipeline.standins: loopback HTTP stand-ins for the external services geopump talks to."""

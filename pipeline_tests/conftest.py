@@ -1,0 +1,66 @@
+"""pipeline_tests.conftest: shared fixtures: loopback S3 (moto), storage roots, stand-in servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+warnings.filterwarnings("ignore", message=".*is currently in preview.*")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """A real moto S3 server on loopback; yields its endpoint URL and sets the AWS_* variables."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    yield endpoint
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def make_bucket(endpoint: str) -> str:
+    import boto3
+
+    bucket = f"geopump-test-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def storage_url(request, tmp_path):
+    """A storage root: a local folder, then an S3 prefix on the moto server."""
+    if request.param == "local":
+        return str(tmp_path / "storage")
+    endpoint = request.getfixturevalue("moto_s3")
+    return f"s3://{make_bucket(endpoint)}/geopump"
+
+
+@pytest.fixture
+def local_storage_url(tmp_path):
+    return str(tmp_path / "storage")
