@@ -53,7 +53,8 @@ setup(
             "jsonschema>=4.18",
         ],
         "bench": [
-            "duckdb>=1.0",
+            "duckdb>=1.4",
+            "duckdb-ext-spatial",
         ],
     },
     entry_points={

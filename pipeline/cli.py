@@ -117,7 +117,7 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
             day = (today - timedelta(days=i)).isoformat()
             click.echo(f"nightly_sync {day}")
             ok = run_nightly(day) and ok
-        published = {ds: len(data_api.rows(ds, v)) for ds, versions in data_api.datasets.items() for v in versions}
+        published = {f"{ds}/{v}": len(data_api.rows(ds, v)) for ds, d in data_api.datasets.items() for v in d["versions"]}
         click.echo(f"Data API tables (rows): {published}")
         saved = sum(1 for a in gfw.areas.values() if a["attributes"]["status"] == "saved")
         errored = sum(1 for a in gfw.areas.values() if a["attributes"]["status"] == "error")

@@ -154,10 +154,14 @@ def slack_on_run_failure(context: dg.RunFailureSensorContext, slack: SlackResour
         return dg.SkipReason("SLACK_WEBHOOK_URL is not set")
     steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
     error = context.failure_event.message
-    step_errors = [e.event_specific_data.error.message for e in context.get_step_failure_events()
-                   if getattr(e.event_specific_data, "error", None)]
-    if step_errors:
-        error = step_errors[0]
+    for e in context.get_step_failure_events():
+        err = getattr(e.event_specific_data, "error", None)
+        # Dagster wraps the asset's exception; the user-facing reason is the innermost cause.
+        while err is not None and err.cause is not None:
+            err = err.cause
+        if err is not None:
+            error = err.message
+            break
     notifier.post(failure_message(context.dagster_run.job_name, context.dagster_run.run_id, error, steps))
 
 

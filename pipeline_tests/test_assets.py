@@ -6,6 +6,8 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 import pytest
+import shapely
+import shapely.geometry
 
 from pipeline import constants as C
 from pipeline.assets.fire_stats import read_table
@@ -19,7 +21,7 @@ from pipeline.resources import (
     SlackResource,
     StorageResource,
 )
-from pipeline.standins.area_samples import generate_areas
+from pipeline.standins.area_samples import approx_area_ha, generate_areas, geostore_hash
 from pipeline.standins.areas import AreasStandin
 from pipeline.standins.data_api import DataApiStandin
 from pipeline.standins.fire_samples import SAMPLE_HOTSPOTS
@@ -60,6 +62,18 @@ def run(defs, job, instance, day=None, start=None, end=None):
         raise_on_error=False,
         tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
     )
+
+
+def step_errors(res) -> str:
+    """Every step failure's message, with the whole cause chain (Dagster wraps the asset's error)."""
+    out = []
+    for e in res.all_events:
+        if e.event_type_value == "STEP_FAILURE":
+            err = e.event_specific_data.error
+            while err is not None:
+                out.append(err.message)
+                err = err.cause
+    return "\n".join(out)
 
 
 def oracle_counts(st: Storage, product: str, days: list[str]) -> pd.DataFrame:
@@ -121,29 +135,36 @@ def test_nightly_sync_end_to_end(storage_url, services):
 
         # Published rows sum to the table.
         ds = C.dataset_name("viirs", "daily_alerts")
-        pub = pd.DataFrame([r for v in dapi.datasets[ds] for r in dapi.rows(ds, v)])
+        pub = pd.DataFrame([r for v in dapi.datasets[ds]["versions"] for r in dapi.rows(ds, v)])
         assert int(pub["alert__count"].astype(int).sum()) == int(daily.alert__count.sum())
 
         # Re-running the same partition changes nothing and appends nothing.
-        n_appends = sum(len(dapi.appended(ds, v)) for v in dapi.datasets[ds])
+        n_appends = sum(len(dapi.appended(ds, v)) for v in dapi.datasets[ds]["versions"])
         r1b = run(defs, "nightly_sync", instance, day=d1)
         assert r1b.success
         pd.testing.assert_frame_equal(table(st, "viirs"), daily)
-        assert sum(len(dapi.appended(ds, v)) for v in dapi.datasets[ds]) == n_appends
+        assert sum(len(dapi.appended(ds, v)) for v in dapi.datasets[ds]["versions"]) == n_appends
 
         # Next night: new areas arrive; they get the full history (d1 too), nothing is double counted.
-        new_areas, new_geostores = generate_areas(6, seed=99, hotspots=HOTSPOTS, invalid_fraction=0.0)
-        for gid, attrs in new_geostores.items():
-            gfw.add_geostore(gid, attrs)
-        for a in new_areas:
-            gfw.add_area(a["attributes"]["geostore"], id=a["id"], name=a["attributes"]["name"])
+        # New areas are boxes around some of day 1's detections, so they must get day-1 counts.
+        pts = st.read_parquet(C.alerts_path("viirs", d1)).iloc[::97].head(4)
+        new_ids = set()
+        for i, p in enumerate(pts.itertuples()):
+            box = shapely.geometry.box(p.longitude - 0.05, p.latitude - 0.05, p.longitude + 0.05, p.latitude + 0.05)
+            geometry = shapely.geometry.mapping(box)
+            gid = geostore_hash(geometry)
+            gfw.add_geostore(gid, {
+                "geojson": {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": None, "geometry": geometry}]},
+                "hash": gid, "areaHa": approx_area_ha(box), "bbox": list(box.bounds), "lock": False, "info": {"use": {}},
+            })
+            gfw.add_area(gid, name=f"new area {i}")
+            new_ids.add(gid)
         r2 = run(defs, "nightly_sync", instance, day=d2)
         assert r2.success
         daily = table(st, "viirs")
         assert not daily.duplicated(["geostore__id", "alert__date", "confidence__cat"]).any()
         pd.testing.assert_frame_equal(daily, oracle_counts(st, "viirs", [d1, d2]), check_dtype=False)
-        new_ids = set(new_geostores)
-        assert new_ids & set(daily[daily.alert__date == d1].geostore__id), "new areas lack history for the earlier day"
+        assert new_ids <= set(daily[daily.alert__date == d1].geostore__id), "new areas lack history for day 1"
         # Weekly table equals the daily table summed by ISO week.
         weekly = table(st, "viirs", "weekly_alerts")
         iso = pd.to_datetime(daily.alert__date).dt.isocalendar()
@@ -153,7 +174,7 @@ def test_nightly_sync_end_to_end(storage_url, services):
             .sum()
         )
         assert weekly.alert__count.sum() == expect.alert__count.sum()
-        pub = pd.DataFrame([r for v in dapi.datasets[ds] for r in dapi.rows(ds, v)])
+        pub = pd.DataFrame([r for v in dapi.datasets[ds]["versions"] for r in dapi.rows(ds, v)])
         assert int(pub["alert__count"].astype(int).sum()) == int(daily.alert__count.sum())
 
 
@@ -185,8 +206,7 @@ def test_failed_fetch_keeps_previous_output(local_storage_url, services):
         firms.fail_next(r"MODIS_C6_1_Global_7d\.csv", 503, "Service Unavailable", times=10)
         res = run(defs, "modis_fires_job", instance, day=day)
         assert not res.success
-        failure = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0]
-        message = failure.event_specific_data.error.message
+        message = step_errors(res)
         assert "FIRMS" in message and "503" in message
         assert st.read_bytes(C.alerts_path("modis", day)) == before
 
@@ -201,9 +221,7 @@ def test_error_body_instead_of_csv_fails_without_leaking_the_key(local_storage_u
     with dg.instance_for_test() as instance:
         res = run(defs, "viirs_fires_job", instance, day=day)
         assert not res.success
-        text = "\n".join(
-            e.event_specific_data.error.message for e in res.all_events if e.event_type_value == "STEP_FAILURE"
-        )
+        text = step_errors(res)
         assert "Invalid MAP_KEY" in text and "wrong-secret-key" not in text
         all_logs = "\n".join(str(e.message) for e in res.all_events)
         assert "wrong-secret-key" not in all_logs

@@ -43,13 +43,25 @@ UPDATE_STATUSES = ("saved", "error")
 #: Output schema of `validate_areas`: (column, pandas dtype, description).
 USER_AREA_SCHEMA: list[tuple[str, str, str]] = [
     ("area_id", "str", "Areas API area id (24 hex, Mongo ObjectId)."),
-    ("geostore__id", "str", "Normalised geostore id (32 lower-case hex, '-' stripped); the raw value when invalid, '' when missing."),
+    (
+        "geostore__id",
+        "str",
+        "Normalised geostore id (32 lower-case hex, '-' stripped); raw value when invalid, '' when missing.",
+    ),
     ("name", "str", "Area name given by the user ('' when missing)."),
     ("application", "str", "Owning application, e.g. 'gfw' ('' when missing)."),
-    ("created_at", "str", "Area createdAt as sent by the API (ISO 8601, e.g. 2026-09-26T10:01:02.000Z; '' when missing)."),
+    (
+        "created_at",
+        "str",
+        "Area createdAt as sent by the API (ISO 8601, e.g. 2026-09-26T10:01:02.000Z; '' when missing).",
+    ),
     ("status", "str", "'accepted' or 'rejected'."),
     ("reason", "str", "Human-readable rule the area broke; null for accepted rows."),
-    ("repaired", "bool", "True when the geometry was invalid and was repaired (make_valid, polygonal parts kept)."),
+    (
+        "repaired",
+        "bool",
+        "True when the geometry was invalid and was repaired (make_valid, polygonal parts kept).",
+    ),
     ("area__ha", "float64", "Geostore areaHa in hectares; NaN when the geostore or its areaHa is unknown."),
     ("geometry", "geometry", "Polygon/MultiPolygon in EPSG:4326, always valid; None for rejected rows."),
 ]
@@ -74,7 +86,9 @@ def _jsonapi_detail(text: str) -> str | None:
     for err in payload["errors"]:
         if isinstance(err, dict):
             detail = err.get("detail") or err.get("title") or err.get("code")
-            param = (err.get("source") or {}).get("parameter") if isinstance(err.get("source"), dict) else None
+            param = (
+                (err.get("source") or {}).get("parameter") if isinstance(err.get("source"), dict) else None
+            )
             if detail:
                 parts.append(f"{detail} (parameter {param})" if param else str(detail))
         elif err:
@@ -141,14 +155,21 @@ class AreasClient:
             if detail is None or exc.status is None:
                 raise
             raise SourceError(
-                SOURCE, f"{method} {path.split('?')[0]} returned HTTP {exc.status}: {detail}", status=exc.status, body=exc.body
+                SOURCE,
+                f"{method} {path.split('?')[0]} returned HTTP {exc.status}: {detail}",
+                status=exc.status,
+                body=exc.body,
             ) from exc
 
     def _json(self, resp, what: str) -> Any:
         try:
             return resp.json()
         except ValueError as exc:
-            raise SourceError(SOURCE, f"{what} returned a body that is not JSON: {self.http._safe(resp.text[:200])!r}", status=resp.status_code) from exc
+            raise SourceError(
+                SOURCE,
+                f"{what} returned a body that is not JSON: {self.http._safe(resp.text[:200])!r}",
+                status=resp.status_code,
+            ) from exc
 
     # -- endpoints -------------------------------------------------------------------------------
     def sync_areas(self, start_date: date, end_date: date | None = None) -> dict:
@@ -169,7 +190,11 @@ class AreasClient:
         body = self._json(resp, "POST /v2/area/sync")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
-            raise SourceError(SOURCE, f"POST /v2/area/sync returned no 'data' object: {str(body)[:200]}", status=resp.status_code)
+            raise SourceError(
+                SOURCE,
+                f"POST /v2/area/sync returned no 'data' object: {str(body)[:200]}",
+                status=resp.status_code,
+            )
         return data
 
     def pending_areas(self) -> list[dict]:
@@ -195,14 +220,18 @@ class AreasClient:
             resp = self._call("GET", "/v2/area", params=params)
             body = self._json(resp, "GET /v2/area")
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                raise SourceError(SOURCE, f"GET /v2/area page {page} has no 'data' list", status=resp.status_code)
+                raise SourceError(
+                    SOURCE, f"GET /v2/area page {page} has no 'data' list", status=resp.status_code
+                )
             data = body["data"]
             if not data:
                 break
             new = 0
             for item in data:
                 if not isinstance(item, dict) or not item.get("id"):
-                    raise SourceError(SOURCE, f"GET /v2/area page {page} holds an item without an id: {str(item)[:200]}")
+                    raise SourceError(
+                        SOURCE, f"GET /v2/area page {page} holds an item without an id: {str(item)[:200]}"
+                    )
                 area_id = str(item["id"])
                 if area_id not in found:
                     found[area_id] = {"id": area_id, **(item.get("attributes") or {})}
@@ -231,14 +260,17 @@ class AreasClient:
                 raise ValueError(f"geostore ids must be strings, got {i!r}")
         result: dict[str, dict] = {}
         for block in _blocks(wanted, FIND_BLOCK):
-            resp = self._call("POST", "/v2/geostore/find-by-ids", json={"geostores": block}, expected=(200, 404))
+            resp = self._call(
+                "POST", "/v2/geostore/find-by-ids", json={"geostores": block}, expected=(200, 404)
+            )
             if resp.status_code == 404:
                 detail = _jsonapi_detail(resp.text) or ""
                 if "No GeoStores found" in detail:
                     continue
                 raise SourceError(
                     SOURCE,
-                    f"POST /v2/geostore/find-by-ids returned HTTP 404: {detail or self.http._safe(resp.text[:200])}",
+                    "POST /v2/geostore/find-by-ids returned HTTP 404: "
+                    + (detail or self.http._safe(resp.text[:200])),
                     status=404,
                     body=self.http._safe(resp.text[:500]),
                 )
@@ -248,7 +280,10 @@ class AreasClient:
                     gid = entry["geostoreId"]
                     attributes = entry["geostore"]["data"]["attributes"]
                 except (KeyError, TypeError) as exc:
-                    raise SourceError(SOURCE, f"find-by-ids entry lacks geostoreId/geostore.data.attributes: {str(entry)[:200]}") from exc
+                    raise SourceError(
+                        SOURCE,
+                        f"find-by-ids entry lacks geostoreId/geostore.data.attributes: {str(entry)[:200]}",
+                    ) from exc
                 result[gid] = attributes
         return result
 
@@ -308,7 +343,7 @@ def _area_ha(attributes: dict) -> float:
 
 
 def _geojson_geometry(attributes: dict) -> Any:
-    """The geometry dict GFW reads: `geojson.features[0].geometry` (also accepts a Feature or bare geometry)."""
+    """The geometry GFW reads: `geojson.features[0].geometry` (also accepts a Feature or bare geometry)."""
     gj = attributes.get("geojson")
     if not isinstance(gj, dict):
         return None
@@ -364,7 +399,9 @@ def repair_polygonal(geoms: np.ndarray) -> np.ndarray:
 
 
 def _empty_frame() -> gpd.GeoDataFrame:
-    frame = pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype, _ in USER_AREA_SCHEMA if name != "geometry"})
+    frame = pd.DataFrame(
+        {name: pd.Series([], dtype=dtype) for name, dtype, _ in USER_AREA_SCHEMA if name != "geometry"}
+    )
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs="EPSG:4326"), crs="EPSG:4326")
 
 
@@ -376,13 +413,14 @@ def validate_areas(areas: list[dict], geostores: dict[str, dict]) -> gpd.GeoData
     `AreasClient.find_geostores` (keys are normalised the same way as area ids).
 
     Rules, checked in this order (first broken rule is the `reason`):
-      1. geostore id present and 32 lower-case hex after stripping '-'   -> "geostore id 'x' is not 32 hex characters (...)"
-      2. geostore returned by the Geostore API                           -> "geostore not found"
-      3. areaHa < 1e9                                                   -> "areaHa 2.3e9 >= 1e9"
-      4. geometry present, parseable and non-empty                       -> "geometry is empty"
-      5. geometry type Polygon or MultiPolygon                           -> "geometry type LineString is not Polygon/MultiPolygon"
-      6. invalid geometry is repaired (`repair_polygonal`), `repaired=True`; if nothing polygonal
-         remains                                                         -> "geometry is invalid and could not be repaired"
+      1. geostore id present and 32 lower-case hex after stripping '-'
+         -> "geostore id 'x' is not 32 hex characters (0-9a-f)" / "geostore id is missing"
+      2. geostore returned by the Geostore API -> "geostore not found"
+      3. areaHa < 1e9 -> "areaHa 2.3e9 >= 1e9"
+      4. geometry present, parseable and non-empty -> "geometry is empty"
+      5. geometry type Polygon or MultiPolygon -> "geometry type LineString is not Polygon/MultiPolygon"
+      6. invalid geometry is repaired (`repair_polygonal`) and `repaired=True`; if nothing
+         polygonal remains -> "geometry is invalid and could not be repaired"
     Output columns and dtypes: `USER_AREA_SCHEMA`; CRS EPSG:4326; Z coordinates are dropped.
     """
     if not areas:
@@ -412,7 +450,11 @@ def validate_areas(areas: list[dict], geostores: dict[str, dict]) -> gpd.GeoData
         ha = math.nan
         geom_json = None
         if gid is None:
-            reason = "geostore id is missing" if raw in (None, "") else f"geostore id {raw!r} is not 32 hex characters (0-9a-f)"
+            reason = (
+                "geostore id is missing"
+                if raw in (None, "")
+                else f"geostore id {raw!r} is not 32 hex characters (0-9a-f)"
+            )
         elif gid not in by_id:
             reason = "geostore not found"
         else:
@@ -464,7 +506,7 @@ def validate_areas(areas: list[dict], geostores: dict[str, dict]) -> gpd.GeoData
     bad = np.flatnonzero(ok & ~valid)
     if len(bad):
         fixed = repair_polygonal(geoms[bad])
-        for i, g in zip(bad, fixed):
+        for i, g in zip(bad, fixed, strict=False):
             if g is None:
                 reasons[i] = "geometry is invalid and could not be repaired"
             else:
@@ -487,7 +529,9 @@ def validate_areas(areas: list[dict], geostores: dict[str, dict]) -> gpd.GeoData
             "area__ha": pd.Series(area_ha, dtype="float64"),
         }
     )
-    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")[USER_AREA_COLUMNS]
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")[
+        USER_AREA_COLUMNS
+    ]
 
 
 def accepted_features(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

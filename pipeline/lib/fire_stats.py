@@ -170,7 +170,7 @@ def count_points_in_polygons(
         return empty, empty.copy(), empty.copy()
 
     matched = np.unique(pi)
-    invalid = matched[:0]
+    invalid = matched[~shapely.is_valid(geoms[matched])]
     if invalid.size:
         log.warning("skipping %d invalid geometries (positions %s)", invalid.size, invalid[:10].tolist())
         keep = ~np.isin(pi, invalid)

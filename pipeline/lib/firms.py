@@ -14,8 +14,8 @@ recent days and from the area API (in chunks of at most 5 days) for older ones.
 
 from __future__ import annotations
 
-import csv
 import io
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +24,9 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from pipeline.lib.http import HttpClient, SourceError, redact
 
@@ -114,7 +117,11 @@ ALERT_SCHEMA: list[tuple[str, str, str]] = [
     ("acq_time", "str", "acquisition time, UTC, zero-filled 'HHMM'"),
     ("satellite", "str", "VIIRS: 'N' (S-NPP), 'N20' (NOAA-20), 'N21' (NOAA-21); MODIS: 'Terra', 'Aqua'"),
     ("instrument", "str", "'VIIRS' or 'MODIS'"),
-    ("confidence__cat", "str", "confidence category 'l' low, 'n' nominal, 'h' high (MODIS: <30 l, 30-79 n, >=80 h)"),
+    (
+        "confidence__cat",
+        "str",
+        "confidence category 'l' low, 'n' nominal, 'h' high (MODIS: <30 l, 30-79 n, >=80 h)",
+    ),
     ("confidence", "str", "confidence exactly as published (VIIRS l/n/h or low/nominal/high; MODIS 0-100)"),
     ("bright_ti4", "float64", "VIIRS I-4 brightness temperature, K (NaN for MODIS)"),
     ("bright_ti5", "float64", "VIIRS I-5 brightness temperature, K (NaN for MODIS)"),
@@ -125,7 +132,11 @@ ALERT_SCHEMA: list[tuple[str, str, str]] = [
     ("frp", "float64", "fire radiative power, MW"),
     ("daynight", "str", "'D' day or 'N' night"),
     ("version", "str", "product version as published, e.g. '2.0NRT', '6.1NRT' (no 'NRT' for SP data)"),
-    ("source", "str", "file or area-API source the row came from, e.g. 'SUOMI_VIIRS_C2_Global_7d.csv', 'MODIS_SP'"),
+    (
+        "source",
+        "str",
+        "file or area-API source the row came from, e.g. 'SUOMI_VIIRS_C2_Global_7d.csv', 'MODIS_SP'",
+    ),
 ]
 ALERT_COLUMNS: list[str] = [name for name, _, _ in ALERT_SCHEMA]
 _FLOAT_COLUMNS = [name for name, dtype, _ in ALERT_SCHEMA if dtype == "float64"]
@@ -206,11 +217,11 @@ def format_area(area: str | Sequence[float]) -> str:
             raise ValueError
         west, south, east, north = (float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ValueError(f"area {area!r} must be 'world' or 'west,south,east,north' in decimal degrees") from None
-    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
         raise ValueError(
-            f"area {area!r}: need -180 <= west < east <= 180 and -90 <= south < north <= 90"
-        )
+            f"area {area!r} must be 'world' or 'west,south,east,north' in decimal degrees"
+        ) from None
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise ValueError(f"area {area!r}: need -180 <= west < east <= 180 and -90 <= south < north <= 90")
     return ",".join(f"{v:g}" for v in (west, south, east, north))
 
 
@@ -232,7 +243,6 @@ class ParsedAlerts:
 
 
 _DATE_DASHED = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME_RX = r"^\d{1,4}$"
 
 
 def parse_firms_csv(text: str, instrument: str, source: str, *, secrets: Sequence[str] = ()) -> ParsedAlerts:
@@ -256,7 +266,9 @@ def parse_firms_csv(text: str, instrument: str, source: str, *, secrets: Sequenc
     if "latitude" not in first.lower():
         start = redact(text.strip()[:200], secrets)
         what = f"body starts {start!r}" if start else "body is empty"
-        raise FirmsFormatError(f"{source}: response is not FIRMS CSV (first line has no 'latitude' column); {what}")
+        raise FirmsFormatError(
+            f"{source}: response is not FIRMS CSV (first line has no 'latitude' column); {what}"
+        )
 
     header = [h.strip().lower() for h in first.split(",")]
     position: dict[str, int] = {}
@@ -264,97 +276,85 @@ def parse_firms_csv(text: str, instrument: str, source: str, *, secrets: Sequenc
         position.setdefault(name, i)
     missing = [c for c in REQUIRED_COLUMNS if c not in position]
     if missing:
-        raise FirmsFormatError(f"{source}: CSV header lacks required column(s) {', '.join(missing)}: {first[:200]!r}")
+        quoted = redact(first[:200], secrets)
+        raise FirmsFormatError(
+            f"{source}: CSV header lacks required column(s) {', '.join(missing)}: {quoted!r}"
+        )
     other = "MODIS" if inst == "VIIRS" else "VIIRS"
-    own_marker, other_marker = ("bright_ti4", "brightness") if inst == "VIIRS" else ("brightness", "bright_ti4")
+    own_marker, other_marker = (
+        ("bright_ti4", "brightness") if inst == "VIIRS" else ("brightness", "bright_ti4")
+    )
     if other_marker in position and own_marker not in position:
         raise FirmsFormatError(f"{source}: header has {other_marker!r}, so this is {other} data, not {inst}")
 
-    # Vectorised from here on: per-row Python would not handle a 300k-row global file quickly.
-    body = pd.Series(lines[1:], dtype="object")
-    linenos = np.arange(2, len(lines) + 1)
-    nonblank = (body.str.strip() != "").to_numpy(dtype=bool)
-    body, linenos = body[nonblank], linenos[nonblank]
+    # Vectorised from here on (pyarrow compute, per-unique-value mapping): per-row Python would be
+    # far too slow for a 300k-row global file.
+    body = pa.array(lines[1:], type=pa.string())
+    nonblank = pc.not_equal(pc.utf8_trim_whitespace(body), "").to_numpy(zero_copy_only=False)
+    linenos = np.arange(2, len(lines) + 1)[nonblank]
+    body = body.filter(pa.array(nonblank))
     rows_read = len(body)
-    nfields = (body.str.count(",") + 1).to_numpy()
+    nfields = pc.count_substring(body, ",").to_numpy(zero_copy_only=False) + 1
     fits = nfields == len(header)
 
     bad: list[tuple[int, str]] = []  # (line number, reason) for the first few dropped rows
-    for ln, nf in zip(linenos[~fits][:MAX_PROBLEMS], nfields[~fits][:MAX_PROBLEMS]):
+    for ln, nf in zip(linenos[~fits][:MAX_PROBLEMS], nfields[~fits][:MAX_PROBLEMS], strict=True):
         bad.append((int(ln), f"expected {len(header)} fields, found {int(nf)}"))
     good_lines = linenos[fits]
-
-    if fits.any():
-        raw = pd.read_csv(
-            io.StringIO("\n".join(body[fits])),
-            header=None,
-            names=list(range(len(header))),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            quoting=csv.QUOTE_NONE,
-            skip_blank_lines=False,
-            engine="c",
+    table = _read_fields(body.filter(pa.array(fits)), len(header))
+    if table.num_rows != len(good_lines):  # pragma: no cover - guards the line-number bookkeeping
+        raise FirmsFormatError(
+            f"{source}: internal CSV split mismatch ({table.num_rows} rows vs {len(good_lines)} lines)"
         )
-    else:
-        raw = pd.DataFrame({i: pd.Series(dtype="str") for i in range(len(header))})
-    if len(raw) != len(good_lines):  # pragma: no cover - guards the line-number bookkeeping
-        raise FirmsFormatError(f"{source}: internal CSV split mismatch ({len(raw)} rows vs {len(good_lines)} lines)")
 
-    def col(name: str) -> pd.Series | None:
+    def col(name: str) -> pa.Array | None:
         i = position.get(name)
-        return None if i is None else raw[i].astype("str").str.strip().reset_index(drop=True)
+        return None if i is None else pc.utf8_trim_whitespace(table.column(i).combine_chunks())
 
-    n = len(raw)
-    checks: list[tuple[np.ndarray, pd.Series, str]] = []  # (bad mask, raw values, reason template)
+    n = table.num_rows
+    checks: list[tuple[np.ndarray, pa.Array, str]] = []  # (bad mask, raw values, reason template)
 
     lat_s, lon_s = col("latitude"), col("longitude")
-    lat, lon = pd.to_numeric(lat_s, errors="coerce"), pd.to_numeric(lon_s, errors="coerce")
-    checks.append((lat.isna().to_numpy(), lat_s, "latitude {v!r} is not a number"))
-    checks.append((((lat < -90) | (lat > 90)).to_numpy(), lat_s, "latitude {v} is outside [-90, 90]"))
-    checks.append((lon.isna().to_numpy(), lon_s, "longitude {v!r} is not a number"))
-    checks.append((((lon < -180) | (lon > 180)).to_numpy(), lon_s, "longitude {v} is outside [-180, 180]"))
+    lat, lon = _to_float(lat_s), _to_float(lon_s)
+    with np.errstate(invalid="ignore"):
+        checks.append((np.isnan(lat), lat_s, "latitude {v!r} is not a number"))
+        checks.append(((lat < -90) | (lat > 90), lat_s, "latitude {v} is outside [-90, 90]"))
+        checks.append((np.isnan(lon), lon_s, "longitude {v!r} is not a number"))
+        checks.append(((lon < -180) | (lon > 180), lon_s, "longitude {v} is outside [-180, 180]"))
 
     date_s = col("acq_date")
-    dashed = date_s.str.match(_DATE_DASHED.pattern).to_numpy(dtype=bool)
-    compact = date_s.str.match(r"^\d{8}$").to_numpy(dtype=bool)  # DBF-style YYYYMMDD
-    acq_date = date_s.where(~compact, date_s.str[0:4] + "-" + date_s.str[4:6] + "-" + date_s.str[6:8])
-    parsed_dates = pd.to_datetime(acq_date.where(dashed | compact), format="%Y-%m-%d", errors="coerce")
-    checks.append((parsed_dates.isna().to_numpy(), date_s, "acq_date {v!r} is not a valid YYYY-MM-DD date"))
+    acq_date = _map_unique(date_s, _normal_date)
+    checks.append((_isnull(acq_date), date_s, "acq_date {v!r} is not a valid YYYY-MM-DD date"))
 
     time_s = col("acq_time")
-    time_digits = time_s.str.match(_TIME_RX).to_numpy(dtype=bool)
-    tnum = pd.to_numeric(time_s.where(time_digits), errors="coerce").fillna(-1).astype("int64")
-    time_ok = time_digits & ((tnum // 100 < 24) & (tnum % 100 < 60) & (tnum >= 0)).to_numpy()
-    checks.append((~time_ok, time_s, "acq_time {v!r} is not a valid HHMM time"))
-    acq_time = tnum.clip(lower=0).astype("str").str.zfill(4)
+    acq_time = _map_unique(time_s, _normal_time)
+    checks.append((_isnull(acq_time), time_s, "acq_time {v!r} is not a valid HHMM time"))
 
     sat_s = col("satellite")
-    satellite = sat_s.str.upper().map(SATELLITE_CODES[inst])
-    checks.append((satellite.isna().to_numpy(), sat_s, f"satellite {{v!r}} is not a known {inst} satellite code"))
+    codes = SATELLITE_CODES[inst]
+    satellite = _map_unique(sat_s, lambda v: codes.get(v.upper()))
+    checks.append((_isnull(satellite), sat_s, f"satellite {{v!r}} is not a known {inst} satellite code"))
 
     conf_s = col("confidence")
     if inst == "VIIRS":
-        conf_cat = conf_s.str.lower().map({"l": "l", "n": "n", "h": "h", "low": "l", "nominal": "n", "high": "h"})
+        conf_cat = _map_unique(conf_s, lambda v: _VIIRS_CONFIDENCE.get(v.lower()))
         rule = "VIIRS confidence {v!r} is not l/n/h or low/nominal/high"
     else:
-        cnum = pd.to_numeric(conf_s.where(conf_s.str.match(r"^\d{1,3}$")), errors="coerce")
-        cnum = cnum.where(cnum <= 100)
-        conf_cat = pd.Series(np.where(cnum >= 80, "h", np.where(cnum >= 30, "n", "l")), dtype="str")
-        conf_cat = conf_cat.where(cnum.notna())
+        conf_cat = _map_unique(conf_s, _modis_category)
         rule = "MODIS confidence {v!r} is not an integer 0-100"
-    checks.append((conf_cat.isna().to_numpy(), conf_s, rule))
+    checks.append((_isnull(conf_cat), conf_s, rule))
 
-    measures: dict[str, pd.Series] = {}
+    measures: dict[str, np.ndarray] = {}
     for name in MEASUREMENT_COLUMNS:
         s = col(name)
         if s is None:
-            measures[name] = pd.Series(np.full(n, np.nan))
+            measures[name] = np.full(n, np.nan)
             continue
-        values = pd.to_numeric(s, errors="coerce")
+        values = _to_float(s)
         # An empty measurement is kept as NaN; text that is not a number marks the row malformed.
-        checks.append(((values.isna() & (s != "")).to_numpy(), s, f"{name} {{v!r}} is not a number"))
-        measures[name] = values.astype("float64")
+        empty = pc.equal(s, "").to_numpy(zero_copy_only=False)
+        checks.append((np.isnan(values) & ~empty, s, f"{name} {{v!r}} is not a number"))
+        measures[name] = values
 
     bad_mask = np.zeros(n, dtype=bool)
     for mask, _, _ in checks:
@@ -362,40 +362,119 @@ def parse_firms_csv(text: str, instrument: str, source: str, *, secrets: Sequenc
     for i in np.flatnonzero(bad_mask)[:MAX_PROBLEMS]:
         for mask, values, template in checks:
             if mask[i]:
-                bad.append((int(good_lines[i]), template.format(v=values.iloc[i])))
+                bad.append((int(good_lines[i]), template.format(v=values[int(i)].as_py())))
                 break
     bad.sort()
     problems = [f"{source} line {ln}: {reason}" for ln, reason in bad[:MAX_PROBLEMS]]
 
     keep = ~bad_mask
+    keep_pa = pa.array(keep)
+    kept_n = int(keep.sum())
 
-    def kept(s: pd.Series) -> np.ndarray:
-        return s.to_numpy()[keep]
-
-    def text_col(name: str, default: str = "") -> np.ndarray:
-        s = col(name)
-        return np.full(int(keep.sum()), default, dtype=object) if s is None else kept(s)
+    def strings(arr: pa.Array | None, default: str = "") -> pd.Series | str:
+        return default if arr is None else arr.filter(keep_pa).to_pandas()
 
     daynight = col("daynight")
     df = pd.DataFrame(
         {
-            "latitude": kept(lat).astype("float64"),
-            "longitude": kept(lon).astype("float64"),
-            "acq_date": kept(acq_date),
-            "acq_time": kept(acq_time),
-            "satellite": kept(satellite),
+            "latitude": lat[keep],
+            "longitude": lon[keep],
+            "acq_date": strings(acq_date),
+            "acq_time": strings(acq_time),
+            "satellite": strings(satellite),
             "instrument": inst,
-            "confidence__cat": kept(conf_cat),
-            "confidence": kept(conf_s),
-            **{name: kept(measures[name]) for name in MEASUREMENT_COLUMNS},
-            "daynight": text_col("daynight") if daynight is None else kept(daynight.str.upper()),
-            "version": text_col("version"),
+            "confidence__cat": strings(conf_cat),
+            "confidence": strings(conf_s),
+            **{name: measures[name][keep] for name in MEASUREMENT_COLUMNS},
+            "daynight": strings(None if daynight is None else pc.utf8_upper(daynight)),
+            "version": strings(col("version")),
             "source": source,
         },
+        index=pd.RangeIndex(kept_n),
         columns=ALERT_COLUMNS,
     )
     df = _coerce_schema(df)
     return ParsedAlerts(df=df, rows_read=rows_read, dropped=rows_read - len(df), problems=problems)
+
+
+_VIIRS_CONFIDENCE = {"l": "l", "n": "n", "h": "h", "low": "l", "nominal": "n", "high": "h"}
+_NUMBER_RX = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
+_COMPACT_DATE = re.compile(r"^\d{8}$")
+_HHMM = re.compile(r"^\d{1,4}$")
+
+
+def _read_fields(lines: pa.Array, ncols: int) -> pa.Table:
+    """Split lines that already have `ncols` fields into a table of string columns (no quoting)."""
+    names = [f"c{i}" for i in range(ncols)]
+    if len(lines) == 0:
+        return pa.table({name: pa.array([], type=pa.string()) for name in names})
+    data = "\n".join(lines.to_numpy(zero_copy_only=False)).encode("utf-8")
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=names),
+        # FIRMS CSV has no quoted fields; treating quotes literally keeps one line = one row.
+        parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _isnull(arr: pa.Array) -> np.ndarray:
+    return pc.is_null(arr).to_numpy(zero_copy_only=False)
+
+
+def _to_float(arr: pa.Array) -> np.ndarray:
+    """Strings -> float64, NaN where the text is not a plain decimal number."""
+    valid = pc.match_substring_regex(arr, _NUMBER_RX)
+    gated = pc.if_else(valid, arr, pa.scalar(None, type=pa.string()))
+    try:
+        values = pc.cast(gated, pa.float64())
+    except pa.ArrowInvalid:  # pragma: no cover - regex and Arrow's parser disagree on an exotic value
+        return pd.to_numeric(pd.Series(gated.to_pylist(), dtype="object"), errors="coerce").to_numpy(
+            "float64"
+        )
+    return values.to_numpy(zero_copy_only=False).astype("float64")
+
+
+def _map_unique(arr: pa.Array, fn) -> pa.Array:
+    """Apply `fn(str) -> str | None` once per distinct value (dates, times, codes repeat a lot)."""
+    uniques = pc.unique(arr)
+    mapped = pa.array([fn(v) for v in uniques.to_pylist()], type=pa.string())
+    return mapped.take(pc.index_in(arr, value_set=uniques))
+
+
+def _normal_date(value: str) -> str | None:
+    """'YYYY-MM-DD' or DBF-style 'YYYYMMDD' -> 'YYYY-MM-DD'; None if not a real calendar date."""
+    if _COMPACT_DATE.match(value):
+        value = f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    if not _DATE_DASHED.match(value):
+        return None
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return None
+    return value
+
+
+def _normal_time(value: str) -> str | None:
+    """HHMM with or without zero padding ('33' -> '0033'); None unless 00:00..23:59."""
+    if not _HHMM.match(value):
+        return None
+    number = int(value)
+    if number // 100 > 23 or number % 100 > 59:
+        return None
+    return f"{number:04d}"
+
+
+def _modis_category(value: str) -> str | None:
+    """MODIS confidence 0-100 -> 'l' (<30), 'n' (30-79), 'h' (>=80)."""
+    if not value.isascii() or not value.isdigit() or len(value) > 3 or int(value) > 100:
+        return None
+    number = int(value)
+    return "h" if number >= 80 else "n" if number >= 30 else "l"
 
 
 def _coerce_schema(df: pd.DataFrame) -> pd.DataFrame:
@@ -426,6 +505,30 @@ def to_geodataframe(df: pd.DataFrame):
 
 
 # -- client ------------------------------------------------------------------------------------------
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts registered secrets from log records.
+
+    urllib3 logs every request line (with the full path, hence the MAP_KEY) at DEBUG level on
+    `urllib3.connectionpool`; HttpClient's own redaction never sees those records.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            cleaned = redact(message, self.secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+_URLLIB3_REDACTOR = _RedactingFilter()
+logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_REDACTOR)
 
 
 @dataclass
@@ -466,6 +569,8 @@ class FirmsClient:
     ):
         self.map_key = map_key or None
         self.sleep = sleep
+        if self.map_key:
+            _URLLIB3_REDACTOR.secrets.add(self.map_key)
         self.http = HttpClient(
             source="FIRMS",
             base_url=base_url,
@@ -482,13 +587,16 @@ class FirmsClient:
             return GLOBAL_PRODUCTS[product_key]
         except KeyError:
             raise ValueError(
-                f"product_key {product_key!r} is not a FIRMS global product (use one of {', '.join(GLOBAL_PRODUCTS)})"
+                f"product_key {product_key!r} is not a FIRMS global product "
+                f"(use one of {', '.join(GLOBAL_PRODUCTS)})"
             ) from None
 
     def global_file_url(self, product_key: str, window: str) -> str:
         product = self._product(product_key)
         if window not in WINDOW_DAYS:
-            raise ValueError(f"window {window!r} is not a FIRMS global window (use one of {', '.join(WINDOWS)})")
+            raise ValueError(
+                f"window {window!r} is not a FIRMS global window (use one of {', '.join(WINDOWS)})"
+            )
         return self.http.url(f"/data/active_fire/{product.directory}/csv/{product.name}_{window}.csv")
 
     def area_url(self, source: str, first_day: date, day_range: int, area: str = "world") -> str:
@@ -556,7 +664,9 @@ class FirmsClient:
         try:
             return resp.json()
         except ValueError:
-            raise FirmsFormatError(f"mapkey_status did not return JSON: {self.safe(resp.text[:200])!r}") from None
+            raise FirmsFormatError(
+                f"mapkey_status did not return JSON: {self.safe(resp.text[:200])!r}"
+            ) from None
 
     def fetch_days(
         self,
@@ -582,14 +692,17 @@ class FirmsClient:
         wanted = sorted({self._as_day(d, "days") for d in days})
         future = [d for d in wanted if d > today]
         if future:
-            raise ValueError(f"days {_fmt_days(future)} are after today ({today}); FIRMS has no data for them")
+            raise ValueError(
+                f"days {_fmt_days(future)} are after today ({today}); FIRMS has no data for them"
+            )
         area = format_area(area)
         window_start = today - timedelta(days=WINDOW_DAYS["7d"] - 1)
         recent = [d for d in wanted if d >= window_start]
         older = [d for d in wanted if d < window_start]
         if older and not self.map_key:
             raise FirmsError(
-                f"days {_fmt_days(older)} are older than the 7-day global window ({window_start} .. {today}); "
+                f"days {_fmt_days(older)} are older than the 7-day global window "
+                f"({window_start} .. {today}); "
                 "FIRMS_MAP_KEY is needed for days older than the 7-day window (area API)"
             )
 
@@ -612,7 +725,10 @@ class FirmsClient:
         for level, level_days in (("NRT", nrt), ("SP", sp)):
             for first, length in chunk_days(level_days):
                 for source in AREA_SOURCES[inst][level]:
-                    take(self.fetch_area(source, first, length, area), self.area_url(source, first, length, area))
+                    take(
+                        self.fetch_area(source, first, length, area),
+                        self.area_url(source, first, length, area),
+                    )
 
         wanted_text = {d.isoformat(): d for d in wanted}
         frames = [f[f["acq_date"].isin(list(wanted_text))] for f in frames if not f.empty]
@@ -635,19 +751,28 @@ class FirmsClient:
     def _area_source(source: str) -> str:
         if source not in AREA_SOURCE_INSTRUMENT:
             raise ValueError(
-                f"source {source!r} is not a supported FIRMS area source (use one of {', '.join(AREA_SOURCE_INSTRUMENT)})"
+                f"source {source!r} is not a supported FIRMS area source "
+                f"(use one of {', '.join(AREA_SOURCE_INSTRUMENT)})"
             )
         return source
 
     @staticmethod
     def _day_range(day_range: int) -> int:
-        if isinstance(day_range, bool) or not isinstance(day_range, int) or not 1 <= day_range <= MAX_DAY_RANGE:
-            raise ValueError(f"day_range {day_range!r} must be an integer 1..{MAX_DAY_RANGE} (FIRMS DAY_RANGE)")
+        if (
+            isinstance(day_range, bool)
+            or not isinstance(day_range, int)
+            or not 1 <= day_range <= MAX_DAY_RANGE
+        ):
+            raise ValueError(
+                f"day_range {day_range!r} must be an integer 1..{MAX_DAY_RANGE} (FIRMS DAY_RANGE)"
+            )
         return day_range
 
     @staticmethod
     def _as_day(value, what: str) -> date:
-        if isinstance(value, datetime):  # a datetime is a date subclass; its time part would be ignored silently
+        if isinstance(
+            value, datetime
+        ):  # a datetime is a date subclass; its time part would be ignored silently
             raise ValueError(f"{what}: expected a date, got datetime {value!r}")
         if not isinstance(value, date):
             raise ValueError(f"{what}: expected a datetime.date, got {type(value).__name__} {value!r}")

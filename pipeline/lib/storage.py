@@ -163,7 +163,9 @@ class Storage:
 
         data = self.read_bytes(relpath)
         meta = pq.read_metadata(io.BytesIO(data)).metadata or {}
-        if b"geo" in meta:
+        # Reading only plain columns of a GeoParquet file (e.g. lon/lat) is a pandas read.
+        wants_geometry = columns is None or any(c in columns for c in ("geometry",))
+        if b"geo" in meta and wants_geometry:
             import geopandas as gpd
 
             return gpd.read_parquet(io.BytesIO(data), columns=columns)

@@ -14,13 +14,20 @@ import hashlib
 import json
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import shapely
 
 #: (lon, lat) centres: Amazon, Congo, Borneo, Australia, Siberia, California.
-DEFAULT_HOTSPOTS: list[tuple[float, float]] = [(-60, -8), (23, -2), (114, 0), (133, -20), (110, 60), (-120, 38)]
+DEFAULT_HOTSPOTS: list[tuple[float, float]] = [
+    (-60, -8),
+    (23, -2),
+    (114, 0),
+    (133, -20),
+    (110, 60),
+    (-120, 38),
+]
 
 #: Kinds of broken areas, in the order they are handed out.
 INVALID_KINDS = ("bad_id", "huge", "linestring", "empty", "bowtie", "missing_geostore")
@@ -41,7 +48,7 @@ EXPECTED_REASON: dict[str, str | None] = {
 }
 
 KM_PER_DEG = 111.32
-_BASE_TIME = datetime(2026, 9, 26, 21, 0, 0, tzinfo=timezone.utc)
+_BASE_TIME = datetime(2026, 9, 26, 21, 0, 0, tzinfo=UTC)
 
 
 def geostore_hash(geometry: dict) -> str:
@@ -50,14 +57,16 @@ def geostore_hash(geometry: dict) -> str:
 
 
 def approx_area_ha(geom) -> float:
-    """Area in hectares from degrees² scaled by cos(latitude of the centroid); good to ~1% for <50 km shapes."""
+    """Hectares from degrees² scaled by cos(centroid latitude); within ~1% for shapes < 50 km."""
     if geom is None or geom.is_empty:
         return 0.0
     lat = geom.centroid.y
     return float(geom.area * KM_PER_DEG**2 * math.cos(math.radians(lat)) * 100.0)
 
 
-def _star_ring(rng: random.Random, lon: float, lat: float, r_km: float, k: int, rmin: float, rmax: float, clockwise=False):
+def _star_ring(
+    rng: random.Random, lon: float, lat: float, r_km: float, k: int, rmin: float, rmax: float, clockwise=False
+):
     """A simple star-shaped ring around (lon, lat): angles sorted, radii in [rmin, rmax]*r_km."""
     coslat = max(0.05, math.cos(math.radians(lat)))
     step = 2 * math.pi / k
@@ -67,7 +76,12 @@ def _star_ring(rng: random.Random, lon: float, lat: float, r_km: float, k: int, 
     ring = []
     for a in angles:
         rr = r_km * rng.uniform(rmin, rmax)
-        ring.append([round(lon + rr * math.cos(a) / (KM_PER_DEG * coslat), 6), round(lat + rr * math.sin(a) / KM_PER_DEG, 6)])
+        ring.append(
+            [
+                round(lon + rr * math.cos(a) / (KM_PER_DEG * coslat), 6),
+                round(lat + rr * math.sin(a) / KM_PER_DEG, 6),
+            ]
+        )
     ring.append(list(ring[0]))
     return ring
 
@@ -102,11 +116,15 @@ def _geostore_records(geometries: list[dict]) -> list[dict]:
     )
     bounds = shapely.bounds(geoms)
     records = []
-    for geometry, text, ha, bb in zip(geometries, texts, area, bounds):
+    for geometry, text, ha, bb in zip(geometries, texts, area, bounds, strict=False):
         gid = hashlib.md5(text.encode()).hexdigest()
         records.append(
             {
-                "geojson": {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": None, "geometry": geometry}], "crs": {}},
+                "geojson": {
+                    "type": "FeatureCollection",
+                    "features": [{"type": "Feature", "properties": None, "geometry": geometry}],
+                    "crs": {},
+                },
                 "hash": gid,
                 "provider": {},
                 "areaHa": round(float(ha), 4),
@@ -169,7 +187,10 @@ def generate_areas_with_kinds(
         geometry = None
         gid = None
         if kind == "polygon":
-            geometry = {"type": "Polygon", "coordinates": [_star_ring(rng, lon, lat, r_km, rng.randint(5, 16), 0.6, 1.0)]}
+            geometry = {
+                "type": "Polygon",
+                "coordinates": [_star_ring(rng, lon, lat, r_km, rng.randint(5, 16), 0.6, 1.0)],
+            }
         elif kind == "polygon_with_hole":
             shell = _star_ring(rng, lon, lat, r_km, rng.randint(6, 16), 0.6, 1.0)
             hole = _star_ring(rng, lon, lat, r_km, rng.randint(4, 8), 0.15, 0.4, clockwise=True)
@@ -185,7 +206,10 @@ def generate_areas_with_kinds(
             w, s, e, nn = lon - 20, clat - 20, lon + 20, clat + 20
             geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, nn], [w, nn], [w, s]]]}
         elif kind == "linestring":
-            geometry = {"type": "LineString", "coordinates": _star_ring(rng, lon, lat, r_km, 4, 0.6, 1.0)[:-1]}
+            geometry = {
+                "type": "LineString",
+                "coordinates": _star_ring(rng, lon, lat, r_km, 4, 0.6, 1.0)[:-1],
+            }
         elif kind == "empty":
             geometry = {"type": "Polygon", "coordinates": []}
         elif kind == "bowtie":

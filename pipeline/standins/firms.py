@@ -12,8 +12,9 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import re
+import sys
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
@@ -30,13 +31,17 @@ from pipeline.standins.fire_samples import CSV_COLUMNS, empty_fires, generate_fi
 
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 INVALID_KEY_BODY = "Invalid MAP_KEY."
-OVER_QUOTA_BODY = "MAP_KEY is invalid or your have exceeded your transaction/time limit. Please try again later."
+OVER_QUOTA_BODY = (
+    "MAP_KEY is invalid or your have exceeded your transaction/time limit. Please try again later."
+)
 
 #: Malformed lines added to every served CSV that has rows (when `malformed_rows`).
 MALFORMED_PER_FILE = 2
 
 _GLOBAL_RX = re.compile(r"^/data/active_fire/(?P<dir>[^/]+)/csv/(?P<name>[^/]+)_(?P<window>24h|48h|7d)\.csv$")
-_AREA_RX = re.compile(r"^/api/area/csv/(?P<key>[^/]*)/(?P<source>[^/]+)/(?P<area>[^/]+)/(?P<range>[^/]+)(?:/(?P<date>[^/]+))?/?$")
+_AREA_RX = re.compile(
+    r"^/api/area/csv/(?P<key>[^/]*)/(?P<source>[^/]+)/(?P<area>[^/]+)/(?P<range>[^/]+)(?:/(?P<date>[^/]+))?/?$"
+)
 _STATUS_RX = re.compile(r"^/mapserver/mapkey_status/?$")
 
 # Satellite -> global product key, for splitting VIIRS rows across the three VIIRS files.
@@ -79,9 +84,34 @@ class FirmsStandin(StandinServer):
         self._state = threading.RLock()
         self._rows: dict[tuple[str, date], pd.DataFrame] = {}
         self._added = 0
-        start = datetime.now(timezone.utc).replace(microsecond=0)
+        start = datetime.now(UTC).replace(microsecond=0)
         self._clock = start
         self._modified: dict[str, datetime] = {key: start for key in GLOBAL_PRODUCTS}
+
+    def start(self) -> FirmsStandin:
+        super().start()
+        default = self._httpd.handle_error
+
+        def handle_error(request, client_address):
+            # A client that timed out closes the socket before the (delayed) answer is written;
+            # that is the scenario under test, not a stand-in failure worth a traceback.
+            if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                return
+            default(request, client_address)
+
+        self._httpd.handle_error = handle_error
+        return self
+
+    def reset_log(self) -> None:
+        """Forget recorded calls, pending faults and the MAP_KEY transaction count (data is kept).
+
+        Lets a test module share one server between tests that do not change its data.
+        """
+        with self._lock:
+            self.calls.clear()
+            self._faults.clear()
+        with self._state:
+            self.transactions = 0
 
     # -- data --------------------------------------------------------------------------------------
     @staticmethod
@@ -111,17 +141,23 @@ class FirmsStandin(StandinServer):
     def _bump(self, product_keys) -> None:
         # HTTP dates have 1 s resolution: move the clock at least one second per change so a
         # Last-Modified comparison always sees it.
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         self._clock = max(now, self._clock + timedelta(seconds=1))
         for key in product_keys:
             self._modified[key] = self._clock
 
     def add_fires(self, day: date, instrument: str, n: int = 50, seed: int | None = None) -> pd.DataFrame:
-        """Simulate new detections arriving for `day`: append `n` rows, bump Last-Modified/ETag. Returns them."""
+        """Simulate new detections arriving for `day`: append `n` rows and bump Last-Modified/ETag.
+
+        Returns the added rows.
+        """
         inst = self._inst(instrument)
         with self._state:
             if not self.has_day(day):
-                raise ValueError(f"day {day} is outside the stand-in's range {self.today - timedelta(days=self.days_back)} .. {self.today}")
+                raise ValueError(
+                    f"day {day} is outside the stand-in's range "
+                    f"{self.today - timedelta(days=self.days_back)} .. {self.today}"
+                )
             self._added += 1
             if seed is None:
                 seed = self.seed + 1000 * self._added
@@ -202,7 +238,9 @@ class FirmsStandin(StandinServer):
             return _text(400, INVALID_KEY_BODY)
         source = m["source"]
         if source not in AREA_SOURCE_INSTRUMENT:
-            return _text(400, f"Invalid SOURCE: {source}. Valid sources: {', '.join(AREA_SOURCE_INSTRUMENT)}.")
+            return _text(
+                400, f"Invalid SOURCE: {source}. Valid sources: {', '.join(AREA_SOURCE_INSTRUMENT)}."
+            )
         try:
             day_range = int(m["range"])
         except ValueError:
@@ -214,7 +252,9 @@ class FirmsStandin(StandinServer):
             try:
                 west, south, east, north = (float(v) for v in m["area"].split(","))
             except ValueError:
-                return _text(400, f"Invalid area coordinates: {m['area']}. Expects world or west,south,east,north.")
+                return _text(
+                    400, f"Invalid area coordinates: {m['area']}. Expects world or west,south,east,north."
+                )
             bbox = (west, south, east, north)
         with self._state:
             if m["date"]:
@@ -247,5 +287,9 @@ class FirmsStandin(StandinServer):
             used = self.transactions
         return Response(
             200,
-            {"transaction_limit": self.transaction_limit, "current_transactions": used, "transaction_interval": "10 minutes"},
+            {
+                "transaction_limit": self.transaction_limit,
+                "current_transactions": used,
+                "transaction_interval": "10 minutes",
+            },
         )

@@ -1,0 +1,1 @@
+"""pipeline_tests: tests mirroring the pipeline package."""
