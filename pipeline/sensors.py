@@ -115,7 +115,7 @@ def firms_new_data_sensor(context: dg.SensorEvaluationContext, firms: FirmsResou
     from pipeline.partitions import daily_partitions
 
     def valid_day(d: str) -> bool:
-        return daily_partitions.has_partition_key(d, dynamic_partitions_store=context.instance)
+        return daily_partitions.has_partition_key(d)
 
     requests, state, logs = plan_firms_runs(
         context.cursor,

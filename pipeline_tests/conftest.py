@@ -64,3 +64,13 @@ def storage_url(request, tmp_path):
 @pytest.fixture
 def local_storage_url(tmp_path):
     return str(tmp_path / "storage")
+
+
+def read_s3_uri(uri: str) -> bytes | None:
+    """`source_reader` for the Data API stand-in: the real Data API reads appended files from S3."""
+    if not uri.startswith("s3://"):
+        return None
+    import boto3
+
+    bucket, _, key = uri[5:].partition("/")
+    return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -26,6 +26,7 @@ from pipeline.standins.areas import AreasStandin
 from pipeline.standins.data_api import DataApiStandin
 from pipeline.standins.fire_samples import SAMPLE_HOTSPOTS
 from pipeline.standins.firms import FirmsStandin
+from pipeline_tests.conftest import read_s3_uri
 
 TODAY = date(2026, 11, 20)
 HOTSPOTS = [(h.lon, h.lat) for h in SAMPLE_HOTSPOTS]
@@ -36,7 +37,7 @@ def services():
     areas, geostores = generate_areas(40, seed=3, hotspots=HOTSPOTS)
     with FirmsStandin(today=TODAY, seed=3, days_back=30) as firms, AreasStandin(
         areas=areas, geostores=geostores
-    ) as gfw, DataApiStandin() as dapi:
+    ) as gfw, DataApiStandin(source_reader=read_s3_uri) as dapi:
         yield firms, gfw, dapi
 
 

@@ -299,3 +299,26 @@ def test_5xx_exhausted_names_the_source(client, standin):
         DataApiError, match=r"^GFW Data API: GET /dataset/\S+ failed with HTTP 503: Service Unavailable"
     ):
         client.get_dataset(DS)
+
+
+def test_source_reader_reads_non_local_uris_and_missing_sources_are_400(tmp_path):
+    blobs = {"s3://bucket/part-0.tsv": b"geostore__id\talert__count\nabc\t4\n"}
+
+    def reader(uri):
+        if uri not in blobs:
+            raise FileNotFoundError(uri)
+        return blobs[uri]
+
+    with DataApiStandin(token=TOKEN, polls_until_saved=0, source_reader=reader) as srv:
+        client = DataApiClient(srv.url, token=TOKEN, sleep=lambda s: None)
+        assert (
+            client.publish_table(DS, ["geostore__id", "alert__count"], list(blobs), ["geostore__id"]) == "v1"
+        )
+        assert srv.rows(DS, "v1") == [{"geostore__id": "abc", "alert__count": "4"}]
+        with pytest.raises(
+            DataApiError, match=r"HTTP 400: Cannot access all of the source files.*s3://bucket/gone\.tsv"
+        ):
+            client.append(DS, "v1", ["s3://bucket/gone.tsv"])
+        with pytest.raises(DataApiError, match="HTTP 400: Cannot access all of the source files"):
+            client.append(DS, "v1", [str(tmp_path / "missing.tsv")])
+        assert srv.appended(DS, "v1") == list(blobs)

@@ -105,7 +105,7 @@ def test_instance_yaml_validates(tmp_path, source):
         "max_concurrent_runs",
         "tag_concurrency_limits",
     }
-    assert config["concurrency"]["pools"]["default_limit"] == 2
+    assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
     assert config["run_retries"]["enabled"] is True
     assert config["run_retries"]["max_retries"] == 2
@@ -200,7 +200,7 @@ def test_local_instance_stores_runs_and_applies_pools(tmp_path):
         # Both API pools were initialised from pools.default_limit when their step ran.
         for pool in ("firms_api", "gfw_api"):
             info = instance.event_log_storage.get_concurrency_info(pool)
-            assert info.slot_count == 2, pool
+            assert info.slot_count == 1, pool
             assert info.claimed_slots == []  # released after the run
     finally:
         instance.dispose()
@@ -784,7 +784,7 @@ def test_rendered_instance_validates_with_dagster_types(tmp_path, monkeypatch, h
         "retry_on_asset_or_op_failure": False,
     }
     assert config["run_monitoring"]["enabled"] is True
-    assert config["concurrency"]["pools"] == {"default_limit": 2, "granularity": "op"}
+    assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
     assert config["run_storage"]["config"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert config["compute_logs"]["config"]["bucket"]
     assert config["telemetry"] == {"enabled": False}

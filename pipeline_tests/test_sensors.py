@@ -100,3 +100,44 @@ def test_fingerprint_is_order_independent_and_sensitive():
     b = a.copy()
     b.loc[0, "acq_time"] = "0101"
     assert day_fingerprints(a) != day_fingerprints(b)
+
+
+def _sensor_tick(sensor, firms_url, map_key, cursor, instance):
+    from pipeline.definitions import build_defs
+    from pipeline.resources import FirmsResource
+
+    resources = {"firms": FirmsResource(base_url=firms_url, map_key=map_key, backoff=0.01, max_retries=1)}
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=build_defs())
+    return sensor(ctx)
+
+
+def test_firms_sensor_against_the_standin():
+    from datetime import datetime, timezone
+
+    from pipeline.sensors import firms_new_data_sensor
+    from pipeline.standins.firms import FirmsStandin
+
+    today = datetime.now(timezone.utc).date()
+    yesterday = today - timedelta(days=1)
+    with FirmsStandin(today=today, seed=11, days_back=10) as firms, dg.instance_for_test() as instance:
+        # First tick: both days of every 24h file are new.
+        first = _sensor_tick(firms_new_data_sensor, firms.url, firms.map_key, None, instance)
+        got = sorted((r.job_name, r.partition_key) for r in first.run_requests)
+        assert got == sorted(
+            (f"{p}_fires_job", d.isoformat()) for p in ("viirs", "modis") for d in (yesterday, today)
+        )
+        assert len({r.run_key for r in first.run_requests}) == 4
+        assert len(first.cursor) < 4000
+        # Nothing new: HEAD requests only, no downloads, no runs.
+        n_gets = len(firms.calls_to(r"_24h\.csv$", method="GET"))
+        second = _sensor_tick(firms_new_data_sensor, firms.url, firms.map_key, first.cursor, instance)
+        assert not second.run_requests and second.skip_reason
+        assert len(firms.calls_to(r"_24h\.csv$", method="GET")) == n_gets
+        # New MODIS detections for today: one run, for MODIS today only.
+        firms.add_fires(today, "MODIS", n=25, seed=5)
+        third = _sensor_tick(firms_new_data_sensor, firms.url, firms.map_key, second.cursor, instance)
+        assert [(r.job_name, r.partition_key) for r in third.run_requests] == [("modis_fires_job", today.isoformat())]
+        assert third.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
+        # A corrupt cursor is survived: everything is requested again, with the same idempotent run keys.
+        fourth = _sensor_tick(firms_new_data_sensor, firms.url, firms.map_key, "{garbage", instance)
+        assert {r.run_key for r in fourth.run_requests} >= {r.run_key for r in third.run_requests}

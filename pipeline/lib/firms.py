@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.lib.http import HttpClient, SourceError, redact
+from pipeline.lib.http import HttpClient, SourceError, redact, register_secret
 
 DEFAULT_BASE_URL = "https://firms.modaps.eosdis.nasa.gov"
 
@@ -507,30 +507,6 @@ def to_geodataframe(df: pd.DataFrame):
 # -- client ------------------------------------------------------------------------------------------
 
 
-class _RedactingFilter(logging.Filter):
-    """Redacts registered secrets from log records.
-
-    urllib3 logs every request line (with the full path, hence the MAP_KEY) at DEBUG level on
-    `urllib3.connectionpool`; HttpClient's own redaction never sees those records.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = redact(message, self.secrets)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-        return True
-
-
-_URLLIB3_REDACTOR = _RedactingFilter()
-logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_REDACTOR)
-
-
 @dataclass
 class FetchResult:
     """Alerts for requested UTC days.
@@ -570,7 +546,7 @@ class FirmsClient:
         self.map_key = map_key or None
         self.sleep = sleep
         if self.map_key:
-            _URLLIB3_REDACTOR.secrets.add(self.map_key)
+            register_secret(self.map_key)
         self.http = HttpClient(
             source="FIRMS",
             base_url=base_url,

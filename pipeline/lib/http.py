@@ -21,6 +21,36 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
 
 
+class _RedactingFilter(logging.Filter):
+    """Redacts registered secrets from log records.
+
+    urllib3 logs every request line (full path, so a FIRMS MAP_KEY too) at DEBUG level on
+    `urllib3.connectionpool`; HttpClient's own redaction never sees those records.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            cleaned = redact(message, self.secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+_URLLIB3_REDACTOR = _RedactingFilter()
+logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_REDACTOR)
+
+
+def register_secret(secret: str | None) -> None:
+    """Redact `secret` from urllib3's own request logs from now on."""
+    if secret:
+        _URLLIB3_REDACTOR.secrets.add(secret)
+
+
 class SourceError(RuntimeError):
     """A call to an external source failed; the message names the source and never a secret."""
 
@@ -87,6 +117,8 @@ class HttpClient:
         self.source = source
         self.base_url = base_url.rstrip("/")
         self.secrets = tuple(s for s in secrets if s)
+        for secret in self.secrets:
+            register_secret(secret)
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff

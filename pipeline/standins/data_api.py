@@ -7,8 +7,8 @@ Location, status pending -> saved after `polls_until_saved` GETs), `GET .../late
 exist), `POST .../append` (back to pending, then saved/failed), `GET .../assets`, 422 with a
 pydantic-style message list for invalid bodies, 401 for writes without the Bearer token.
 
-Local source files (plain paths or file:// URIs) are read as delimited text with a header so
-tests can assert table content with `rows(ds, v)`.
+Local source files (plain paths or file:// URIs), and other URIs when a `source_reader` is given,
+are read as delimited text with a header so tests can assert table content with `rows(ds, v)`.
 
 Stand-in rules that are not documented upstream (UNVERIFIED): appending to a version that is
 not `saved` answers 409, and a file whose header has columns outside the version's
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import itertools
 import threading
 import uuid
@@ -86,6 +87,9 @@ class DataApiStandin(StandinServer):
         token: the Bearer token writes must carry.
         polls_until_saved: how many `GET /dataset/{ds}/{v}` answer `pending` after a PUT or append
             before the job finishes (`saved`, or `failed` if `fail_version` was called).
+        source_reader: optional `reader(uri) -> bytes | str | None` for non-local URIs (e.g. s3://
+            read through a storage stand-in). None keeps no rows; raising FileNotFoundError makes
+            the PUT/append answer 400 like an inaccessible source.
 
     State for tests: `datasets` {ds: dataset record with "versions" {v: version record}},
     `appended(ds, v)`, `rows(ds, v)`, `version(ds, v)`.
@@ -93,8 +97,11 @@ class DataApiStandin(StandinServer):
 
     name = "data-api"
 
-    def __init__(self, token: str = "demo-data-api-token", polls_until_saved: int = 1, **kw):
+    def __init__(
+        self, token: str = "demo-data-api-token", polls_until_saved: int = 1, source_reader=None, **kw
+    ):
         super().__init__(**kw)
+        self.source_reader = source_reader
         if polls_until_saved < 0:
             raise ValueError(f"polls_until_saved must be >= 0, got {polls_until_saved!r}")
         self.token = token
@@ -244,17 +251,45 @@ class DataApiStandin(StandinServer):
         out["versions"] = list(record["versions"])
         return out
 
-    def _read_sources(self, record: dict, uris: list[str]) -> tuple[list[dict], str | None]:
-        """Rows of the local files among `uris`, or an error message when a header does not fit the schema."""
+    def _fetch(self, uri: str) -> str | None:
+        """Text of a source: local files directly, other URIs through `source_reader` (None: unreadable).
+
+        Raises FileNotFoundError when the source cannot be accessed.
+        """
+        path = _local_path(uri)
+        if path is not None:
+            if not path.is_file():
+                raise FileNotFoundError(uri)
+            return path.read_text(encoding="utf-8")
+        if self.source_reader is None:
+            return None
+        content = self.source_reader(uri)
+        return content.decode("utf-8") if isinstance(content, bytes) else content
+
+    def _fetch_all(self, uris: list[str]) -> tuple[list[str | None], list[str]]:
+        """(text of each source or None, URIs that cannot be accessed)."""
+        texts: list[str | None] = []
+        missing: list[str] = []
+        for uri in uris:
+            try:
+                texts.append(self._fetch(uri))
+            except FileNotFoundError:
+                texts.append(None)
+                missing.append(uri)
+        return texts, missing
+
+    def _read_sources(
+        self, record: dict, uris: list[str], texts: list[str | None]
+    ) -> tuple[list[dict], str | None]:
+        """Rows of the readable sources, or an error message when a header does not fit the schema."""
         options = record["creation_options"]
         delimiter = options.get("delimiter", "\t")
         schema_names = [c["name"] for c in options.get("table_schema") or []]
         rows: list[dict] = []
-        for uri in uris:
-            path = _local_path(uri)
-            if path is None:
+        for uri, text in zip(uris, texts, strict=True):
+            if text is None:
                 continue
-            with open(path, newline="", encoding="utf-8") as fh:
+            with io.StringIO(text, newline="") as fh:
                 reader = csv.reader(fh, delimiter=delimiter)
                 if options.get("has_header", True):
                     header = next(reader, [])
@@ -271,8 +306,8 @@ class DataApiStandin(StandinServer):
                     rows.append(dict(zip(header, values, strict=False)))
         return rows, None
 
-    def _start_job(self, ds: str, v: str, record: dict, uris: list[str], what: str) -> None:
-        rows, error = self._read_sources(record, uris)
+    def _start_job(self, ds: str, v: str, record: dict, uris: list[str], texts: list, what: str) -> None:
+        rows, error = self._read_sources(record, uris, texts)
         forced = self._fail_next.pop((ds, v), None)
         record["_sources"].extend(uris)
         record["_job_rows"] = rows
@@ -310,9 +345,6 @@ class DataApiStandin(StandinServer):
             )
         record["_job_rows"], record["_job_error"] = [], None
         record["updated_on"] = now
-
-    def _missing_sources(self, uris: list[str]) -> list[str]:
-        return [u for u in uris if (p := _local_path(u)) is not None and not p.is_file()]
 
     # -- validation ----------------------------------------------------------------------------
     @staticmethod
@@ -541,13 +573,13 @@ class DataApiStandin(StandinServer):
             if errors:
                 return failed(422, errors)
             uris = list(body["creation_options"].get("source_uri") or [])
-            missing = self._missing_sources(uris)
+            texts, missing = self._fetch_all(uris)
             if missing:
                 return failed(400, f"Cannot access all of the source files. Non-existing files: {missing}")
             rec = self._new_version(
                 ds, v, copy.deepcopy(body["creation_options"]), body.get("metadata") or {}
             )
-            self._start_job(ds, v, rec, uris, "Version creation: loading source files")
+            self._start_job(ds, v, rec, uris, texts, "Version creation: loading source files")
             return ok(self._public(rec), 202, headers={"Location": f"/{ds}/{v}"})
         if rec is None:
             return failed(404, f"Version with name {ds}.{v} does not exist")
@@ -594,8 +626,8 @@ class DataApiStandin(StandinServer):
                 409, f"Version {ds}.{v} has status {rec['status']!r}; only saved versions can be appended to"
             )
         uris = list(body["source_uri"])
-        missing = self._missing_sources(uris)
+        texts, missing = self._fetch_all(uris)
         if missing:
             return failed(400, f"Cannot access all of the source files. Non-existing files: {missing}")
-        self._start_job(ds, v, rec, uris, f"Appending {len(uris)} source file(s)")
+        self._start_job(ds, v, rec, uris, texts, f"Appending {len(uris)} source file(s)")
         return ok(self._public(rec))
