@@ -12,6 +12,7 @@ import shapely.geometry
 from pipeline import constants as C
 from pipeline.assets.fire_stats import read_table
 from pipeline.definitions import build_defs
+from pipeline.lib.areas import geostore_ids_to_fetch
 from pipeline.lib.storage import Storage
 from pipeline.resources import (
     AreasResource,
@@ -226,3 +227,33 @@ def test_error_body_instead_of_csv_fails_without_leaking_the_key(local_storage_u
         assert "Invalid MAP_KEY" in text and "wrong-secret-key" not in text
         all_logs = "\n".join(str(e.message) for e in res.all_events)
         assert "wrong-secret-key" not in all_logs
+
+
+@pytest.mark.slow
+def test_user_areas_holds_10000_pending_areas_in_one_sync(local_storage_url):
+    from pipeline.assets.areas import user_areas
+
+    areas, geostores = generate_areas(10_000, seed=21, hotspots=HOTSPOTS)
+    with AreasStandin(areas=areas, geostores=geostores) as gfw, dg.instance_for_test() as instance:
+        res = dg.materialize(
+            [user_areas],
+            partition_key="2026-11-19",
+            instance=instance,
+            resources={
+                "storage": StorageResource(url=local_storage_url),
+                "areas": AreasResource(base_url=gfw.url, token=gfw.token, api_key=gfw.api_key, backoff=0.01),
+            },
+        )
+        assert res.success
+        table = Storage(local_storage_url).read_parquet(C.user_areas_path("2026-11-19"))
+        assert len(table) == 10_000 and table.area_id.is_unique
+        distinct_ids = geostore_ids_to_fetch([a["attributes"] for a in areas])
+        # Paged listing (25 per page) and geostores in blocks of 25, as the contract says.
+        assert len(gfw.calls_to(r"^/v2/area$", method="GET")) == 400
+        blocks = gfw.calls_to(r"^/v2/geostore/find-by-ids$", method="POST")
+        assert all(len(c.json()["geostores"]) <= 25 for c in blocks)
+        assert sum(len(c.json()["geostores"]) for c in blocks) == len(distinct_ids)
+        assert len(blocks) == -(-len(distinct_ids) // 25)
+        meta = res.asset_materializations_for_node("areas__user_areas")[0].metadata
+        assert meta["dagster/row_count"].value == 10_000
+        assert meta["rejected_areas"].value == int((table.status == "rejected").sum()) > 0

@@ -111,13 +111,6 @@ class DataApiStandin(StandinServer):
         self._state = threading.RLock()
         self._asset_ids = itertools.count(1)
 
-    def start(self):
-        super().start()
-        # The base handler writes headers and body in separate sends; with Nagle on, the client's
-        # delayed ACK adds ~40 ms per response (400 pages of areas would take 20 s instead of 2 s).
-        self._httpd.RequestHandlerClass.disable_nagle_algorithm = True
-        return self
-
     # -- helpers for tests ---------------------------------------------------------------------
     def fail_version(self, ds: str, v: str, message: str) -> None:
         """Make the next job on ds/v (an append, or the PUT creating it) end with status `failed`."""
