@@ -74,3 +74,41 @@ def read_s3_uri(uri: str) -> bytes | None:
 
     bucket, _, key = uri[5:].partition("/")
     return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _pg_admin_connection():
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        # CI must run the database tests; a developer machine without Postgres may skip them.
+        if _ci():
+            pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} in CI: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}: {exc}")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def temp_pg_database():
+    """A fresh database on the shared server (CI reuses it), dropped afterwards."""
+    admin = _pg_admin_connection()
+    name = f"geopump_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -148,7 +148,8 @@ def test_publish_table_creates_dataset_and_version_then_appends(client, standin,
     ]
     assert standin.version(DS, version)["status"] == "saved"
     assert standin.datasets[DS]["metadata"] == {"title": "VIIRS alerts on user areas"}
-    assert sleeps == [2.0, 2.0]  # one pending poll after the PUT and one after the append
+    # one pending poll after the PUT and one after the append; polling starts fast (0.25 s)
+    assert sleeps == [0.25, 0.25]
 
 
 def test_publish_table_appends_to_latest_version(client, standin, tmp_path):
@@ -224,9 +225,10 @@ def test_wait_times_out(standin, sleeps):
     standin.add_version(DS, "v5", COLUMNS)
     standin.version(DS, "v5").update(status="pending", _polls_left=1000)  # a job that never finishes
     client = DataApiClient(standin.url, token=TOKEN, sleep=sleeps, poll_interval=10, poll_timeout=35)
-    with pytest.raises(DataApiError, match=r"v5 still 'pending' after 30s and 4 polls \(poll_timeout 35s\)"):
+    with pytest.raises(DataApiError, match=r"v5 still 'pending' after 26s and 8 polls \(poll_timeout 35s\)"):
         client.wait_until_saved(DS, "v5")
-    assert sleeps == [10, 10, 10]
+    # Back-off from 0.25 s doubling up to poll_interval, never past poll_timeout.
+    assert sleeps == [0.25, 0.5, 1, 2, 4, 8, 10]
 
 
 # -- errors and auth -----------------------------------------------------------------------------

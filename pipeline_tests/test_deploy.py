@@ -48,18 +48,12 @@ DEFINITIONS_MODULE = "pipeline.definitions"
 RELEASE = "geopump"  # `helm install geopump dagster/dagster ...`, see helm/README.md
 NAMESPACE = "geopump"
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
+from pipeline_tests.conftest import PG_HOST, PG_PORT, PG_USER
 
 
 def _load_yaml(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _snake(key: str) -> str:
@@ -209,35 +203,6 @@ def test_local_instance_stores_runs_and_applies_pools(tmp_path):
 # -----------------------------------------------------------------------------------------------------
 # PostgreSQL (real server on 127.0.0.1:5432, own temporary database)
 # -----------------------------------------------------------------------------------------------------
-
-
-def _pg_admin_connection():
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5
-        )
-    except psycopg2.OperationalError as exc:
-        if _ci():
-            pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} in CI: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}: {exc}")
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture
-def temp_pg_database():
-    admin = _pg_admin_connection()
-    name = f"geopump_test_deploy_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.mark.db

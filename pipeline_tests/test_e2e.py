@@ -19,7 +19,7 @@ from pipeline.standins.areas import AreasStandin
 from pipeline.standins.data_api import DataApiStandin
 from pipeline.standins.fire_samples import SAMPLE_HOTSPOTS
 from pipeline.standins.firms import FirmsStandin
-from pipeline_tests.conftest import free_port
+from pipeline_tests.conftest import free_port, make_bucket, read_s3_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.cluster]
@@ -60,9 +60,13 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
-@pytest.fixture
-def dagster_stack(tmp_path, request):
-    """Stand-ins + webserver + daemon with a temporary DAGSTER_HOME (SQLite, or Postgres when asked)."""
+@pytest.fixture(params=["sqlite-local", pytest.param("postgres-s3", marks=[pytest.mark.db, pytest.mark.s3])])
+def dagster_stack(tmp_path, request, monkeypatch):
+    """Stand-ins + webserver + daemon with a temporary DAGSTER_HOME.
+
+    Two deployments: the embedded default (SQLite instance, local outputs) and the scaled-out one
+    (Postgres instance via deploy/dagster-postgres.yaml, outputs on S3 through the moto server).
+    """
     today = datetime.now(timezone.utc).date()
     areas, geostores = generate_areas(30, seed=5, hotspots=[(h.lon, h.lat) for h in SAMPLE_HOTSPOTS])
     firms = FirmsStandin(today=today, seed=5).start()
@@ -70,10 +74,23 @@ def dagster_stack(tmp_path, request):
     dapi = DataApiStandin().start()
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    storage_url = str(tmp_path / "storage")
+    extra_env = {}
+    if request.param == "postgres-s3":
+        shutil.copy(ROOT / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
+        db = request.getfixturevalue("temp_pg_database")
+        extra_env = {"DAGSTER_PG_USERNAME": "postgres", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_HOST": "127.0.0.1",
+                     "DAGSTER_PG_DB": db}
+        for k, v in extra_env.items():
+            monkeypatch.setenv(k, v)  # the test process reads the same instance back
+        endpoint = request.getfixturevalue("moto_s3")
+        storage_url = f"s3://{make_bucket(endpoint)}/geopump"
+        dapi.source_reader = read_s3_uri
+    else:
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        storage_url = str(tmp_path / "storage")
     env = {
         **os.environ,
+        **extra_env,
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": storage_url,
         "FIRMS_URL": firms.url,
@@ -153,7 +170,6 @@ def test_partition_backfill_through_webserver_and_daemon(dagster_stack):
 
     import dagster as dg
 
-    os.environ_backup = dict(os.environ)
     with dg.DagsterInstance.from_config(str(s["home"])) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

@@ -13,6 +13,10 @@ from pipeline.partitions import daily_backfill_policy, daily_partitions
 from pipeline.resources import DaskResource, StorageResource
 
 
+#: Fire days counted per Dask task when computing a new sync's history.
+HISTORY_DAYS_PER_TASK = 4
+
+
 def alerts_key(product: str) -> dg.AssetKey:
     return dg.AssetKey([C.FIRES, f"{product}_alerts"])
 
@@ -120,7 +124,12 @@ def build_history_asset(product: str) -> dg.AssetsDefinition:
             features = T.accepted_areas(st.read_parquet(rel))
             ids = features[T.ID].tolist()
             n_areas += len(ids)
-            counts = T.history_counts(st, product, features, fire_days, dask_client=dask.client if ids and fire_days else None)
+            # Starting a cluster costs seconds; only histories longer than one task go to Dask.
+            use_dask = bool(ids) and len(fire_days) > HISTORY_DAYS_PER_TASK
+            counts = T.history_counts(
+                st, product, features, fire_days,
+                dask_client=dask.client if use_dask else None, days_per_task=HISTORY_DAYS_PER_TASK,
+            )
             for day, day_counts in counts.items():
                 merged = T.merge_area_rows(T.read_daily(st, product, day), day_counts, ids)
                 T.write_daily(st, product, day, merged)

@@ -307,15 +307,17 @@ class DataApiClient:
                     version=v,
                 )
             waited = max(slept, time.monotonic() - started)
-            if waited + self.poll_interval > self.poll_timeout:
+            # Short jobs finish in seconds: start polling fast and back off to poll_interval.
+            delay = min(self.poll_interval, 0.25 * 2 ** (polls - 1))
+            if waited + delay > self.poll_timeout:
                 raise DataApiError(
                     f"version {ds}/{v} still {status!r} after {waited:.0f}s and {polls} polls "
                     f"(poll_timeout {self.poll_timeout:g}s)",
                     dataset=ds,
                     version=v,
                 )
-            self.sleep(self.poll_interval)
-            slept += self.poll_interval
+            self.sleep(delay)
+            slept += delay
 
     def set_latest(self, ds: str, v: str) -> dict:
         """`PATCH /dataset/{ds}/{v}` {"is_latest": true}."""
