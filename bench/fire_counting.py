@@ -52,21 +52,31 @@ def make_points(n: int, rng: np.random.Generator):
     weights /= weights.sum()
     n_clustered = int(n * 0.7)
     which = rng.choice(n_clusters, size=n_clustered, p=weights)
-    x = np.concatenate([centres_x[which] + rng.normal(0, 1, n_clustered) * sigma[which],
-                        rng.uniform(lon_min, lon_max, n - n_clustered)])
-    y = np.concatenate([centres_y[which] + rng.normal(0, 1, n_clustered) * sigma[which],
-                        rng.uniform(lat_min, lat_max, n - n_clustered)])
+    x = np.concatenate(
+        [
+            centres_x[which] + rng.normal(0, 1, n_clustered) * sigma[which],
+            rng.uniform(lon_min, lon_max, n - n_clustered),
+        ]
+    )
+    y = np.concatenate(
+        [
+            centres_y[which] + rng.normal(0, 1, n_clustered) * sigma[which],
+            rng.uniform(lat_min, lat_max, n - n_clustered),
+        ]
+    )
     x = np.clip(x, lon_min, lon_max)
     y = np.clip(y, lat_min, lat_max)
     order = rng.permutation(n)  # files are not spatially sorted in real life
     days = FIRST_DAY + rng.integers(0, N_DAYS, n).astype("timedelta64[D]")
     conf = rng.choice(np.array(["l", "n", "h"]), size=n, p=[0.2, 0.6, 0.2])
-    return pd.DataFrame({
-        "longitude": x[order],
-        "latitude": y[order],
-        "acq_date": np.datetime_as_string(days, unit="D"),
-        "confidence__cat": conf,
-    })
+    return pd.DataFrame(
+        {
+            "longitude": x[order],
+            "latitude": y[order],
+            "acq_date": np.datetime_as_string(days, unit="D"),
+            "confidence__cat": conf,
+        }
+    )
 
 
 def _star(cx: float, cy: float, radius: float, n_vertices: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,7 +101,7 @@ def make_polygons(n: int, rng: np.random.Generator):
     lon_min, lat_min, lon_max, lat_max = REGION
     geoms = []
     centres: list[tuple[float, float]] = []
-    for i in range(n):
+    for _ in range(n):
         area_km2 = float(np.exp(rng.uniform(np.log(1.0), np.log(40_000.0))))
         radius = np.sqrt(area_km2 / np.pi) / KM_PER_DEG
         if centres and rng.random() < 0.15:
@@ -166,11 +176,16 @@ def run_sjoin(points: str, polygons: str):
     alerts = pd.read_parquet(points)
     features = gpd.read_parquet(polygons)
     t1 = time.perf_counter()
-    pts = gpd.GeoDataFrame(alerts, geometry=gpd.points_from_xy(alerts["longitude"], alerts["latitude"]),
-                           crs="EPSG:4326")
+    pts = gpd.GeoDataFrame(
+        alerts, geometry=gpd.points_from_xy(alerts["longitude"], alerts["latitude"]), crs="EPSG:4326"
+    )
     joined = gpd.sjoin(pts, features[["geostore__id", "geometry"]], predicate="within")
-    out = (joined.groupby(["geostore__id", "acq_date", "confidence__cat"]).size()
-           .reset_index(name="alert__count").rename(columns={"acq_date": "alert__date"}))
+    out = (
+        joined.groupby(["geostore__id", "acq_date", "confidence__cat"])
+        .size()
+        .reset_index(name="alert__count")
+        .rename(columns={"acq_date": "alert__date"})
+    )
     return out, {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1}
 
 
@@ -179,22 +194,27 @@ def run_duckdb(points: str, polygons: str, threads: int):
     import duckdb
     import duckdb_ext  # from the duckdb-ext-spatial wheel: the extension binary, installable offline
 
-    ext = Path(list(duckdb_ext.__path__)[0], "extensions", f"v{duckdb.__version__}", "linux_amd64",
-               "spatial.duckdb_extension")
+    ext = Path(
+        list(duckdb_ext.__path__)[0], "extensions", f"v{duckdb.__version__}", "linux_amd64", "spatial.duckdb_extension"
+    )
     con = duckdb.connect(config={"allow_unsigned_extensions": "true", "threads": threads})
     con.execute(f"LOAD '{ext}'")
     t0 = time.perf_counter()
-    geom_type = dict((r[0], r[1]) for r in con.execute(
-        "DESCRIBE SELECT * FROM read_parquet(?)", [polygons]).fetchall())["geometry"]
+    geom_type = dict(
+        (r[0], r[1]) for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [polygons]).fetchall()
+    )["geometry"]
     geom = "geometry" if geom_type == "GEOMETRY" else "ST_GeomFromWKB(geometry)"
-    out = con.execute(f"""
+    out = con.execute(
+        f"""
         SELECT p.geostore__id, a.acq_date AS alert__date, a.confidence__cat,
                count(*)::BIGINT AS alert__count
         FROM read_parquet(?) AS a
         JOIN (SELECT geostore__id, {geom} AS geom FROM read_parquet(?)) AS p
           ON ST_Contains(p.geom, ST_Point(a.longitude, a.latitude))
         GROUP BY ALL
-    """, [points, polygons]).df()
+    """,
+        [points, polygons],
+    ).df()
     # DuckDB reads as it joins, so its read time is inside compute_s.
     return out, {"read_s": 0.0, "compute_s": time.perf_counter() - t0}
 
@@ -249,9 +269,20 @@ def duckdb_available() -> bool:
 
 def run_child(method: str, points: Path, polygons: Path, out: Path, duckdb_threads: int) -> dict:
     """Run one method in a fresh interpreter; return wall, inner timings and the child's peak RSS."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-method", method,
-           "--points-file", str(points), "--polygons-file", str(polygons), "--out-file", str(out),
-           "--duckdb-threads", str(duckdb_threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--run-method",
+        method,
+        "--points-file",
+        str(points),
+        "--polygons-file",
+        str(polygons),
+        "--out-file",
+        str(out),
+        "--duckdb-threads",
+        str(duckdb_threads),
+    ]
     repo_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=repo_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.perf_counter()
@@ -285,12 +316,15 @@ def verify(results: dict[str, Path]) -> int:
     for name in names[1:]:
         other = normalise(pd.read_parquet(results[name]))
         if not ref.equals(other):
-            merged = ref.merge(other, on=KEYS, how="outer", suffixes=(f"_{ref_name}", f"_{name}"),
-                               indicator=True)
-            diff = merged[(merged["_merge"] != "both")
-                          | (merged[f"alert__count_{ref_name}"] != merged[f"alert__count_{name}"])]
-            print(f"MISMATCH between {ref_name} ({len(ref)} rows) and {name} ({len(other)} rows): "
-                  f"{len(diff)} differing rows, e.g.\n{diff.head(10)}", file=sys.stderr)
+            merged = ref.merge(other, on=KEYS, how="outer", suffixes=(f"_{ref_name}", f"_{name}"), indicator=True)
+            diff = merged[
+                (merged["_merge"] != "both") | (merged[f"alert__count_{ref_name}"] != merged[f"alert__count_{name}"])
+            ]
+            print(
+                f"MISMATCH between {ref_name} ({len(ref)} rows) and {name} ({len(other)} rows): "
+                f"{len(diff)} differing rows, e.g.\n{diff.head(10)}",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
     return len(ref)
 
@@ -303,8 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 points x 100 polygons, 1 run per method")
     parser.add_argument("--repeat", type=int, default=None, help="runs per method (median reported); default 5")
     parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB peer even if installed")
-    parser.add_argument("--duckdb-threads", type=int, default=1,
-                        help="DuckDB threads (default 1, like the other single-threaded methods)")
+    parser.add_argument(
+        "--duckdb-threads",
+        type=int,
+        default=1,
+        help="DuckDB threads (default 1, like the other single-threaded methods)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="write inputs/outputs here and keep them")
     # Child-process mode (internal).
     parser.add_argument("--run-method", help=argparse.SUPPRESS)
@@ -341,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         n_vertices = int(shapely.get_num_coordinates(polys.geometry.values).sum())
         kinds = polys.geom_type.value_counts().to_dict()
         holes = int((shapely.get_num_interior_rings(polys.geometry.values) > 0).sum())
-        print(f"inputs: {args.points:,} points, {args.polygons:,} polygons ({kinds}, {holes} with holes, "
-              f"{n_vertices:,} vertices), seed {args.seed}; generated in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"inputs: {args.points:,} points, {args.polygons:,} polygons ({kinds}, {holes} with holes, "
+            f"{n_vertices:,} vertices), seed {args.seed}; generated in {time.perf_counter() - t0:.1f} s"
+        )
         del points_df, polys
 
         runs: dict[str, list[dict]] = {m: [] for m in methods}
@@ -350,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         # Round-robin over methods, rotating who goes first, so neither a noisy neighbour nor the
         # position after another method (page cache, allocator state) favours one method.
         for r in range(repeat):
-            for m in methods[r % len(methods):] + methods[:r % len(methods)]:
+            for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
                 out = work / f"counts_{m}.parquet"
                 runs[m].append(run_child(m, points_path, polygons_path, out, args.duckdb_threads))
                 if m != "floor":
@@ -359,23 +399,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verified: all {len(outputs)} counting methods give identical counts ({n_rows:,} rows)")
 
     med = {m: {k: statistics.median(run[k] for run in runs[m]) for k in runs[m][0]} for m in methods}
-    labels = {"geopump": "geopump fire_counts",
-              "sjoin": "geopandas sjoin(within) + groupby",
-              "duckdb": f"duckdb spatial ST_Contains ({args.duckdb_threads} thr)",
-              "floor": "floor: start-up + imports + read only"}
+    labels = {
+        "geopump": "geopump fire_counts",
+        "sjoin": "geopandas sjoin(within) + groupby",
+        "duckdb": f"duckdb spatial ST_Contains ({args.duckdb_threads} thr)",
+        "floor": "floor: start-up + imports + read only",
+    }
     base = med["sjoin"]
     print(f"\nmedian of {repeat} run(s); wall = whole child process incl. interpreter start-up and imports")
-    header = f"| {'method':<38} | {'wall s':>7} | {'read s':>6} | {'compute s':>9} | {'peak RSS MB':>11} | {'wall vs sjoin':>13} | {'RSS vs sjoin':>12} |"
+    header = (
+        f"| {'method':<38} | {'wall s':>7} | {'read s':>6} | {'compute s':>9} | {'peak RSS MB':>11} "
+        f"| {'wall vs sjoin':>13} | {'RSS vs sjoin':>12} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for m in methods:
         s = med[m]
-        print(f"| {labels[m]:<38} | {s['wall_s']:>7.2f} | {s['read_s']:>6.2f} | {s['compute_s']:>9.2f} | "
-              f"{s['rss_mb']:>11.0f} | {s['wall_s'] / base['wall_s']:>12.2f}x | {s['rss_mb'] / base['rss_mb']:>11.2f}x |")
+        print(
+            f"| {labels[m]:<38} | {s['wall_s']:>7.2f} | {s['read_s']:>6.2f} | {s['compute_s']:>9.2f} | "
+            f"{s['rss_mb']:>11.0f} | {s['wall_s'] / base['wall_s']:>12.2f}x | {s['rss_mb'] / base['rss_mb']:>11.2f}x |"
+        )
     gp, floor = med["geopump"], med["floor"]
-    print(f"\ngoal FC-1 (wall <= 1.0x sjoin, stretch 0.3x): geopump {gp['wall_s'] / base['wall_s']:.2f}x; "
-          f"above the floor: geopump +{gp['wall_s'] - floor['wall_s']:.2f} s, "
-          f"sjoin +{base['wall_s'] - floor['wall_s']:.2f} s")
+    print(
+        f"\ngoal FC-1 (wall <= 1.0x sjoin, stretch 0.3x): geopump {gp['wall_s'] / base['wall_s']:.2f}x; "
+        f"above the floor: geopump +{gp['wall_s'] - floor['wall_s']:.2f} s, "
+        f"sjoin +{base['wall_s'] - floor['wall_s']:.2f} s"
+    )
     if "duckdb" in med:
         print(f"goal FC-2 (peak RSS <= 1.5x DuckDB): geopump {gp['rss_mb'] / med['duckdb']['rss_mb']:.2f}x DuckDB")
     return 0

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -17,7 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _utc_today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def prepare_home(home: Path) -> Path:
@@ -65,7 +65,7 @@ def sync(day: str | None):
     try:
         date.fromisoformat(day)
     except ValueError:
-        raise click.BadParameter(f"--date {day!r} is not a YYYY-MM-DD date")
+        raise click.BadParameter(f"--date {day!r} is not a YYYY-MM-DD date") from None
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(prepare_home(Path(".geopump/dagster_home").resolve()))
     click.echo(f"nightly sync for {day} (instance {os.environ['DAGSTER_HOME']})")
@@ -82,6 +82,7 @@ def sync(day: str | None):
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port with --ui.")
 def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
     """Start local stand-ins with sample data and run the nightly sync through a real Dagster instance."""
+    from pipeline.standins import standin_env
     from pipeline.standins.area_samples import generate_areas
     from pipeline.standins.areas import AreasStandin
     from pipeline.standins.data_api import DataApiStandin
@@ -100,13 +101,7 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
     env = {
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": str(root / "storage"),
-        "FIRMS_URL": firms.url,
-        "FIRMS_MAP_KEY": firms.map_key,
-        "GFW_API_URL": gfw.url,
-        "GFW_API_TOKEN": gfw.token,
-        "GFW_API_KEY": gfw.api_key,
-        "GFW_DATA_API_URL": data_api.url,
-        "GFW_DATA_API_TOKEN": data_api.token,
+        **standin_env(firms, gfw, data_api),
     }
     os.environ.update(env)
     click.echo(f"stand-ins: FIRMS {firms.url}  Areas/Geostore {gfw.url}  Data API {data_api.url}")
@@ -117,7 +112,9 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
             day = (today - timedelta(days=i)).isoformat()
             click.echo(f"nightly_sync {day}")
             ok = run_nightly(day) and ok
-        published = {f"{ds}/{v}": len(data_api.rows(ds, v)) for ds, d in data_api.datasets.items() for v in d["versions"]}
+        published = {
+            f"{ds}/{v}": len(data_api.rows(ds, v)) for ds, d in data_api.datasets.items() for v in d["versions"]
+        }
         click.echo(f"Data API tables (rows): {published}")
         saved = sum(1 for a in gfw.areas.values() if a["attributes"]["status"] == "saved")
         errored = sum(1 for a in gfw.areas.values() if a["attributes"]["status"] == "error")

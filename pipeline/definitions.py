@@ -1,7 +1,7 @@
 """pipeline.definitions: the composition root; builds `defs` and picks resources per environment."""
 
-
 import os
+
 import dagster as dg
 
 from pipeline.assets import areas, fire_stats, fires, publish

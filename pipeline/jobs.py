@@ -46,5 +46,6 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
     return dg.RunRequest(partition_key=day, run_key=f"nightly:{day}")
 
+
 JOBS = [nightly_sync, viirs_fires_job, modis_fires_job]
 SCHEDULES = [nightly_schedule]

@@ -1,6 +1,5 @@
 """pipeline.sensors: start runs when FIRMS publishes new detections, and alert on failed runs."""
 
-
 import hashlib
 import json
 from collections.abc import Callable
@@ -140,7 +139,9 @@ def firms_new_data_sensor(context: dg.SensorEvaluationContext, firms: FirmsResou
 
 def failure_message(job_name: str, run_id: str, error: str | None, step_keys: list[str]) -> str:
     steps = ", ".join(step_keys) or "unknown step"
-    return f":red_circle: geopump run failed: job `{job_name}`, run `{run_id}`, step(s) {steps}.\n{(error or '')[:1500]}"
+    return (
+        f":red_circle: geopump run failed: job `{job_name}`, run `{run_id}`, step(s) {steps}.\n{(error or '')[:1500]}"
+    )
 
 
 @dg.run_failure_sensor(

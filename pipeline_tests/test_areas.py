@@ -51,20 +51,10 @@ HOLED = {
 }
 
 
-class Sleeps(list):
-    def __call__(self, seconds):
-        self.append(seconds)
-
-
 @pytest.fixture
 def standin():
     with AreasStandin(token=TOKEN, api_key=API_KEY) as srv:
         yield srv
-
-
-@pytest.fixture
-def sleeps():
-    return Sleeps()
 
 
 @pytest.fixture
@@ -74,9 +64,7 @@ def client(standin, sleeps):
 
 # -- validation rules ---------------------------------------------------------------------------
 def test_each_rule_gives_its_reason():
-    g_ok, g_huge, g_line, g_empty, g_nogeom, g_point, g_coll = (
-        f"{i:032x}".replace("0", "a") for i in range(1, 8)
-    )
+    g_ok, g_huge, g_line, g_empty, g_nogeom, g_point, g_coll = (f"{i:032x}".replace("0", "a") for i in range(1, 8))
     geostores = {
         g_ok: gs(SQUARE, 49321.7),
         g_huge: gs(SQUARE, 2.3e9),
@@ -107,11 +95,7 @@ def test_each_rule_gives_its_reason():
     ]
     gdf = validate_areas(areas, geostores).set_index("area_id")
     reasons = gdf["reason"].to_dict()
-    assert (
-        gdf.loc["a1", "status"] == "accepted"
-        and isinstance(reasons["a1"], float)
-        and math.isnan(reasons["a1"])
-    )
+    assert gdf.loc["a1", "status"] == "accepted" and isinstance(reasons["a1"], float) and math.isnan(reasons["a1"])
     assert reasons["a2"] == "geostore id 'abc' is not 32 hex characters (0-9a-f)"
     assert reasons["a3"] == f"geostore id '{g_ok.upper()}' is not 32 hex characters (0-9a-f)"
     assert reasons["a4"] == "geostore id is missing"
@@ -192,10 +176,7 @@ def test_z_coordinates_are_dropped():
 def test_samples_validate_to_their_expected_outcome():
     areas, geostores, kinds = generate_areas_with_kinds(600, seed=3, invalid_fraction=0.1)
     assert (
-        len(
-            set(kinds.values())
-            & {"bad_id", "huge", "linestring", "empty", "bowtie", "missing_geostore", "shared"}
-        )
+        len(set(kinds.values()) & {"bad_id", "huge", "linestring", "empty", "bowtie", "missing_geostore", "shared"})
         == 7
     )
     flat = [{"id": a["id"], **a["attributes"]} for a in areas]

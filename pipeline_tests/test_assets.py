@@ -36,16 +36,20 @@ HOTSPOTS = [(h.lon, h.lat) for h in SAMPLE_HOTSPOTS]
 @pytest.fixture
 def services():
     areas, geostores = generate_areas(40, seed=3, hotspots=HOTSPOTS)
-    with FirmsStandin(today=TODAY, seed=3, days_back=30) as firms, AreasStandin(
-        areas=areas, geostores=geostores
-    ) as gfw, DataApiStandin(source_reader=read_s3_uri) as dapi:
+    with (
+        FirmsStandin(today=TODAY, seed=3, days_back=30) as firms,
+        AreasStandin(areas=areas, geostores=geostores) as gfw,
+        DataApiStandin(source_reader=read_s3_uri) as dapi,
+    ):
         yield firms, gfw, dapi
 
 
 def make_resources(storage_url, firms, gfw, dapi, data_api=True):
     return {
         "storage": StorageResource(url=storage_url),
-        "firms": FirmsResource(base_url=firms.url, map_key=firms.map_key, today=TODAY.isoformat(), backoff=0.01, max_retries=1),
+        "firms": FirmsResource(
+            base_url=firms.url, map_key=firms.map_key, today=TODAY.isoformat(), backoff=0.01, max_retries=1
+        ),
         "areas": AreasResource(base_url=gfw.url, token=gfw.token, api_key=gfw.api_key, backoff=0.01, max_retries=1),
         "data_api": DataApiResource(
             base_url=dapi.url if data_api else None, token=dapi.token, backoff=0.01, poll_interval=0.01, poll_timeout=10
@@ -86,7 +90,9 @@ def oracle_counts(st: Storage, product: str, days: list[str]) -> pd.DataFrame:
     for d in days:
         pts = st.read_parquet(C.alerts_path(product, d))
         j = gpd.sjoin(pts, areas[["geostore__id", "geometry"]], predicate="intersects")
-        frames.append(j.groupby(["geostore__id", "acq_date", "confidence__cat"]).size().rename("alert__count").reset_index())
+        frames.append(
+            j.groupby(["geostore__id", "acq_date", "confidence__cat"]).size().rename("alert__count").reset_index()
+        )
     out = pd.concat(frames, ignore_index=True).rename(columns={"acq_date": "alert__date"})
     return out.sort_values(["geostore__id", "alert__date", "confidence__cat"]).reset_index(drop=True)
 
@@ -109,7 +115,9 @@ def test_nightly_sync_end_to_end(storage_url, services):
         for product, inst in (("viirs", "VIIRS"), ("modis", "MODIS")):
             stored = st.read_parquet(C.alerts_path(product, d1))
             truth = firms.rows_for(inst, date.fromisoformat(d1))
-            assert len(stored) == len(truth.drop_duplicates(["latitude", "longitude", "acq_date", "acq_time", "satellite"]))
+            assert len(stored) == len(
+                truth.drop_duplicates(["latitude", "longitude", "acq_date", "acq_time", "satellite"])
+            )
             assert set(stored.confidence__cat) <= {"l", "n", "h"} and stored.crs.to_epsg() == 4326
         mats = {m.asset_key.to_user_string(): m for m in r1.asset_materializations_for_node("fires__viirs_alerts")}
         meta = mats["fires/viirs_alerts"].metadata
@@ -155,10 +163,20 @@ def test_nightly_sync_end_to_end(storage_url, services):
             box = shapely.geometry.box(p.longitude - 0.05, p.latitude - 0.05, p.longitude + 0.05, p.latitude + 0.05)
             geometry = shapely.geometry.mapping(box)
             gid = geostore_hash(geometry)
-            gfw.add_geostore(gid, {
-                "geojson": {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": None, "geometry": geometry}]},
-                "hash": gid, "areaHa": approx_area_ha(box), "bbox": list(box.bounds), "lock": False, "info": {"use": {}},
-            })
+            gfw.add_geostore(
+                gid,
+                {
+                    "geojson": {
+                        "type": "FeatureCollection",
+                        "features": [{"type": "Feature", "properties": None, "geometry": geometry}],
+                    },
+                    "hash": gid,
+                    "areaHa": approx_area_ha(box),
+                    "bbox": list(box.bounds),
+                    "lock": False,
+                    "info": {"use": {}},
+                },
+            )
             gfw.add_area(gid, name=f"new area {i}")
             new_ids.add(gid)
         r2 = run(defs, "nightly_sync", instance, day=d2)
@@ -217,7 +235,9 @@ def test_error_body_instead_of_csv_fails_without_leaking_the_key(local_storage_u
     firms, gfw, dapi = services
     defs = build_defs(make_resources(local_storage_url, firms, gfw, dapi, data_api=False))
     res_defs = make_resources(local_storage_url, firms, gfw, dapi, data_api=False)
-    res_defs["firms"] = FirmsResource(base_url=firms.url, map_key="wrong-secret-key", today=TODAY.isoformat(), backoff=0.01)
+    res_defs["firms"] = FirmsResource(
+        base_url=firms.url, map_key="wrong-secret-key", today=TODAY.isoformat(), backoff=0.01
+    )
     defs = build_defs(res_defs)
     day = (TODAY - timedelta(days=12)).isoformat()
     with dg.instance_for_test() as instance:

@@ -4,13 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from pipeline.lib.storage import Storage
+from pipeline.standins import standin_env
 from pipeline.standins.area_samples import generate_areas
 from pipeline.standins.areas import AreasStandin
 from pipeline.standins.data_api import DataApiStandin
@@ -24,15 +25,23 @@ pytestmark = pytest.mark.slow
 def geopump(*args, env=None, cwd=None, timeout=600):
     exe = shutil.which("geopump")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "pipeline.cli", *args]
-    return subprocess.run(cmd, env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        cmd, env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def test_demo_runs_the_nightly_sync_against_standins(tmp_path):
     out = geopump("demo", "--dir", str(tmp_path / "demo"), "--days", "2", "--areas", "60")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
-    for key in ("fires/viirs_alerts", "fires/modis_alerts", "areas/user_areas", "fire_stats/viirs_daily_alerts",
-                "fire_stats/modis_area_history", "publish/gfw_fire_tables"):
+    for key in (
+        "fires/viirs_alerts",
+        "fires/modis_alerts",
+        "areas/user_areas",
+        "fire_stats/viirs_daily_alerts",
+        "fire_stats/modis_area_history",
+        "publish/gfw_fire_tables",
+    ):
         assert key in text, key
     assert "demo finished: success" in text
     saved = int(text.split("areas: ")[1].split(" saved")[0])
@@ -46,10 +55,13 @@ def test_demo_runs_the_nightly_sync_against_standins(tmp_path):
 
 @pytest.fixture
 def standins():
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     areas, geostores = generate_areas(20, seed=2, hotspots=[(h.lon, h.lat) for h in SAMPLE_HOTSPOTS])
-    with FirmsStandin(today=today, seed=2) as firms, AreasStandin(areas=areas, geostores=geostores) as gfw, \
-            DataApiStandin() as dapi:
+    with (
+        FirmsStandin(today=today, seed=2) as firms,
+        AreasStandin(areas=areas, geostores=geostores) as gfw,
+        DataApiStandin() as dapi,
+    ):
         yield today, firms, gfw, dapi
 
 
@@ -61,13 +73,7 @@ def sync_env(tmp_path, firms, gfw, dapi):
         **os.environ,
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": str(tmp_path / "storage"),
-        "FIRMS_URL": firms.url,
-        "FIRMS_MAP_KEY": firms.map_key,
-        "GFW_API_URL": gfw.url,
-        "GFW_API_TOKEN": gfw.token,
-        "GFW_API_KEY": gfw.api_key,
-        "GFW_DATA_API_URL": dapi.url,
-        "GFW_DATA_API_TOKEN": dapi.token,
+        **standin_env(firms, gfw, dapi),
     }
 
 

@@ -21,20 +21,10 @@ COLUMNS = [
 ]
 
 
-class Sleeps(list):
-    def __call__(self, seconds):
-        self.append(seconds)
-
-
 @pytest.fixture
 def standin():
     with DataApiStandin(token=TOKEN, polls_until_saved=1) as srv:
         yield srv
-
-
-@pytest.fixture
-def sleeps():
-    return Sleeps()
 
 
 @pytest.fixture
@@ -265,9 +255,7 @@ def test_get_and_patch(client, standin):
     created = client.create_dataset(DS, {"title": "t"})
     assert created["dataset"] == DS and created["versions"] == []
     options = DataApiClient.table_creation_options(COLUMNS, ["s3://bucket/part-0.tsv"], ["geostore__id"])
-    v = client.create_version(
-        DS, "v1", options, metadata={"content_date_range": {"start_date": "2012-01-01"}}
-    )
+    v = client.create_version(DS, "v1", options, metadata={"content_date_range": {"start_date": "2012-01-01"}})
     assert v["status"] == "pending" and v["version"] == "v1"
     assert client.wait_until_saved(DS, "v1")["status"] == "saved"
     patched = client.patch_metadata(
@@ -313,9 +301,7 @@ def test_source_reader_reads_non_local_uris_and_missing_sources_are_400(tmp_path
 
     with DataApiStandin(token=TOKEN, polls_until_saved=0, source_reader=reader) as srv:
         client = DataApiClient(srv.url, token=TOKEN, sleep=lambda s: None)
-        assert (
-            client.publish_table(DS, ["geostore__id", "alert__count"], list(blobs), ["geostore__id"]) == "v1"
-        )
+        assert client.publish_table(DS, ["geostore__id", "alert__count"], list(blobs), ["geostore__id"]) == "v1"
         assert srv.rows(DS, "v1") == [{"geostore__id": "abc", "alert__count": "4"}]
         with pytest.raises(
             DataApiError, match=r"HTTP 400: Cannot access all of the source files.*s3://bucket/gone\.tsv"

@@ -1,6 +1,6 @@
 """Tests for pipeline.definitions: the code location loads, resources come from the environment, schedule."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -59,7 +59,7 @@ def test_nightly_schedule_runs_the_last_complete_day():
     with dg.instance_for_test() as instance:
         ctx = dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc),
+            scheduled_execution_time=datetime(2026, 11, 24, 2, 0, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
         )
         data = sched.evaluate_tick(ctx)
@@ -71,7 +71,7 @@ def test_nightly_schedule_runs_the_last_complete_day():
 def test_daily_partitions_include_today_and_start_with_viirs():
     from pipeline.partitions import daily_partitions
 
-    keys = daily_partitions.get_partition_keys(current_time=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
+    keys = daily_partitions.get_partition_keys(current_time=datetime(2026, 11, 24, 12, tzinfo=UTC))
     assert keys[0] == "2012-01-20" and keys[-1] == "2026-11-24"
 
 

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import importlib
 import json
-import os
 import re
 import shutil
 import tomllib
@@ -28,6 +27,8 @@ from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.workspace.config_schema import process_workspace_config
 from jsonschema import Draft7Validator
+
+from pipeline_tests.conftest import PG_HOST, PG_PORT, PG_USER
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_INSTANCE = REPO / "dagster.yaml"
@@ -47,8 +48,6 @@ VENDORED_SCHEMA_SHA256 = {
 DEFINITIONS_MODULE = "pipeline.definitions"
 RELEASE = "geopump"  # `helm install geopump dagster/dagster ...`, see helm/README.md
 NAMESPACE = "geopump"
-
-from pipeline_tests.conftest import PG_HOST, PG_PORT, PG_USER
 
 
 def _load_yaml(path: Path) -> Any:
@@ -267,9 +266,7 @@ def test_workspace_loads_definitions_module():
 
 def test_workspace_validation_rejects_typo():
     raw = _load_yaml(REPO / "workspace.yaml")
-    raw["load_from"][0]["python_module"]["module_nam"] = raw["load_from"][0]["python_module"].pop(
-        "module_name"
-    )
+    raw["load_from"][0]["python_module"]["module_nam"] = raw["load_from"][0]["python_module"].pop("module_name")
     assert not process_workspace_config(raw).success
 
 
@@ -434,9 +431,9 @@ def helm_values_errors(values: dict[str, Any]) -> list[str]:
     concurrency = values.get("concurrency")
     if concurrency is not None:
         errors += _errors(Draft7Validator(CONCURRENCY_SCHEMA), concurrency, "concurrency")
-        qrc = (
-            ((values.get("dagsterDaemon") or {}).get("runCoordinator") or {}).get("config") or {}
-        ).get("queuedRunCoordinator") or {}
+        qrc = (((values.get("dagsterDaemon") or {}).get("runCoordinator") or {}).get("config") or {}).get(
+            "queuedRunCoordinator"
+        ) or {}
         runs = concurrency.get("runs") or {}
         if runs.get("maxConcurrentRuns") is not None and qrc.get("maxConcurrentRuns") is not None:
             errors.append("concurrency/runs/maxConcurrentRuns: also set in queuedRunCoordinator")
@@ -491,9 +488,7 @@ _MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "'k8sRunLauncher' is a required property",
     ),
     "run-k8s-config-typo": (
-        lambda v: v["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"].__setitem__(
-            "containerConfg", {}
-        ),
+        lambda v: v["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"].__setitem__("containerConfg", {}),
         "containerConfg",
     ),
     "daemon-typo": (lambda v: v["dagsterDaemon"].__setitem__("runRetry", {}), "runRetry"),
@@ -790,9 +785,7 @@ def test_k8s_run_launcher_config_and_run_pod(helm_values):
         postgres_password_secret=processed["postgres_password_secret"],
         env_secrets=processed["env_secrets"],
     )
-    job = construct_dagster_k8s_job(
-        job_config, ["dagster", "api", "execute_run", "{}"], "dagster-run-test", user_k8s
-    )
+    job = construct_dagster_k8s_job(job_config, ["dagster", "api", "execute_run", "{}"], "dagster-run-test", user_k8s)
     container = job.spec.template.spec.containers[0]
     assert container.resources.requests == {"cpu": "2", "memory": "8Gi"}
     assert container.resources.limits == {"memory": "8Gi"}

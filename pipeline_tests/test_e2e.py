@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import requests
 
 from pipeline import constants as C
 from pipeline.lib.storage import Storage
+from pipeline.standins import standin_env
 from pipeline.standins.area_samples import generate_areas
 from pipeline.standins.areas import AreasStandin
 from pipeline.standins.data_api import DataApiStandin
@@ -67,7 +68,7 @@ def dagster_stack(tmp_path, request, monkeypatch):
     Two deployments: the embedded default (SQLite instance, local outputs) and the scaled-out one
     (Postgres instance via deploy/dagster-postgres.yaml, outputs on S3 through the moto server).
     """
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     areas, geostores = generate_areas(30, seed=5, hotspots=[(h.lon, h.lat) for h in SAMPLE_HOTSPOTS])
     firms = FirmsStandin(today=today, seed=5).start()
     gfw = AreasStandin(areas=areas, geostores=geostores).start()
@@ -78,8 +79,12 @@ def dagster_stack(tmp_path, request, monkeypatch):
     if request.param == "postgres-s3":
         shutil.copy(ROOT / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
         db = request.getfixturevalue("temp_pg_database")
-        extra_env = {"DAGSTER_PG_USERNAME": "postgres", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_HOST": "127.0.0.1",
-                     "DAGSTER_PG_DB": db}
+        extra_env = {
+            "DAGSTER_PG_USERNAME": "postgres",
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_DB": db,
+        }
         for k, v in extra_env.items():
             monkeypatch.setenv(k, v)  # the test process reads the same instance back
         endpoint = request.getfixturevalue("moto_s3")
@@ -93,13 +98,7 @@ def dagster_stack(tmp_path, request, monkeypatch):
         **extra_env,
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": storage_url,
-        "FIRMS_URL": firms.url,
-        "FIRMS_MAP_KEY": firms.map_key,
-        "GFW_API_URL": gfw.url,
-        "GFW_API_TOKEN": gfw.token,
-        "GFW_API_KEY": gfw.api_key,
-        "GFW_DATA_API_URL": dapi.url,
-        "GFW_DATA_API_TOKEN": dapi.token,
+        **standin_env(firms, gfw, dapi),
         "PYTHONUNBUFFERED": "1",
     }
     port = free_port()
@@ -111,7 +110,9 @@ def dagster_stack(tmp_path, request, monkeypatch):
         ("daemon", [_bin("dagster-daemon"), "run", "-w", "workspace.yaml"]),
     ):
         out = open(logs / f"{name}.log", "wb")
-        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -124,8 +125,16 @@ def dagster_stack(tmp_path, request, monkeypatch):
             time.sleep(1)
         else:
             pytest.fail("dagster-webserver did not start:\n" + (logs / "webserver.log").read_text()[-3000:])
-        yield {"url": url, "home": home, "storage": Storage(storage_url), "firms": firms, "gfw": gfw, "dapi": dapi,
-               "today": today, "logs": logs}
+        yield {
+            "url": url,
+            "home": home,
+            "storage": Storage(storage_url),
+            "firms": firms,
+            "gfw": gfw,
+            "dapi": dapi,
+            "today": today,
+            "logs": logs,
+        }
     finally:
         for p in procs:
             _kill(p)

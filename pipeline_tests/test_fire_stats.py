@@ -31,7 +31,7 @@ def oracle_loop(lon, lat, polygons, group=None):
     for i, poly in enumerate(polygons):
         if poly is None or poly.is_empty or not poly.is_valid:
             continue
-        for x, y, g in zip(lon, lat, group):
+        for x, y, g in zip(lon, lat, group, strict=False):
             if g < 0 or not (np.isfinite(x) and np.isfinite(y)):
                 continue
             if poly.intersects(Point(x, y)):
@@ -50,7 +50,7 @@ def oracle_sjoin(lon, lat, polygons, group):
 
 def as_triples(result):
     pi, gi, ci = result
-    return list(zip(pi.tolist(), gi.tolist(), ci.tolist()))
+    return list(zip(pi.tolist(), gi.tolist(), ci.tolist(), strict=False))
 
 
 def star(cx, cy, r, n, rng):
@@ -66,8 +66,7 @@ def random_polygons(rng, n):
         cx, cy, r = rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(0.3, 3)
         kind = rng.random()
         if kind < 0.2:
-            polys.append(MultiPolygon([Polygon(star(cx, cy, r, 40, rng)),
-                                       Polygon(star(cx + 2.5 * r, cy, r, 30, rng))]))
+            polys.append(MultiPolygon([Polygon(star(cx, cy, r, 40, rng)), Polygon(star(cx + 2.5 * r, cy, r, 30, rng))]))
         elif kind < 0.4:
             polys.append(Polygon(star(cx, cy, r, 60, rng), [star(cx, cy, 0.2 * r, 12, rng)[::-1]]))
         else:
@@ -152,8 +151,10 @@ def test_groups_nan_points_and_negative_codes():
 
 
 def test_empty_points_or_polygons():
-    for result in (count_points_in_polygons(np.array([]), np.array([]), [box(0, 0, 1, 1)]),
-                   count_points_in_polygons(np.array([0.5]), np.array([0.5]), [])):
+    for result in (
+        count_points_in_polygons(np.array([]), np.array([]), [box(0, 0, 1, 1)]),
+        count_points_in_polygons(np.array([0.5]), np.array([0.5]), []),
+    ):
         assert all(a.size == 0 for a in result)
 
 
@@ -215,12 +216,14 @@ def hand_features():
     return features_frame(["b", "a"], [box(0, 0, 2, 2), box(1, 1, 3, 3)])
 
 
-HAND_EXPECTED = pd.DataFrame({
-    "geostore__id": ["a", "a", "a", "b", "b", "b"],
-    "alert__date": ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-20", "2026-11-20", "2026-11-21"],
-    "confidence__cat": ["n", "h", "n", "h", "l", "n"],
-    "alert__count": np.array([1, 1, 2, 3, 1, 1], dtype="int64"),
-})
+HAND_EXPECTED = pd.DataFrame(
+    {
+        "geostore__id": ["a", "a", "a", "b", "b", "b"],
+        "alert__date": ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-20", "2026-11-20", "2026-11-21"],
+        "confidence__cat": ["n", "h", "n", "h", "l", "n"],
+        "alert__count": np.array([1, 1, 2, 3, 1, 1], dtype="int64"),
+    }
+)
 
 
 def test_fire_counts_hand_made_example():
@@ -242,9 +245,14 @@ def test_fire_counts_accepts_datetime_dates_and_rejects_bad_ones():
 
 def test_fire_counts_ignores_alerts_with_missing_values():
     alerts = hand_alerts()
-    extra = pd.DataFrame({"longitude": [0.5, 0.5, np.nan], "latitude": [0.5, 0.5, 0.5],
-                          "acq_date": [None, "2026-11-20", "2026-11-20"],
-                          "confidence__cat": ["h", None, "h"]})
+    extra = pd.DataFrame(
+        {
+            "longitude": [0.5, 0.5, np.nan],
+            "latitude": [0.5, 0.5, 0.5],
+            "acq_date": [None, "2026-11-20", "2026-11-20"],
+            "confidence__cat": ["h", None, "h"],
+        }
+    )
     out = fire_counts(pd.concat([alerts, extra], ignore_index=True), hand_features())
     pd.testing.assert_frame_equal(out, HAND_EXPECTED)
 
@@ -302,18 +310,24 @@ def test_fire_counts_random_matches_sjoin_groupby():
     rng = np.random.default_rng(11)
     polys = random_polygons(rng, 20)
     n = 4000
-    alerts = pd.DataFrame({
-        "longitude": rng.uniform(-9, 12, n),
-        "latitude": rng.uniform(-9, 9, n),
-        "acq_date": rng.choice(["2026-11-01", "2026-11-02", "2026-10-31"], n),
-        "confidence__cat": rng.choice(["l", "n", "h"], n),
-    })
+    alerts = pd.DataFrame(
+        {
+            "longitude": rng.uniform(-9, 12, n),
+            "latitude": rng.uniform(-9, 9, n),
+            "acq_date": rng.choice(["2026-11-01", "2026-11-02", "2026-10-31"], n),
+            "confidence__cat": rng.choice(["l", "n", "h"], n),
+        }
+    )
     feats = features_frame([f"id{i:02d}" for i in range(len(polys))][::-1], polys)
     out = fire_counts(alerts, feats)
     pts = gpd.GeoDataFrame(alerts, geometry=gpd.points_from_xy(alerts.longitude, alerts.latitude), crs=4326)
     joined = gpd.sjoin(pts, feats, predicate="intersects")
-    expected = (joined.groupby(["geostore__id", "acq_date", "confidence__cat"]).size()
-                .reset_index(name="alert__count").rename(columns={"acq_date": "alert__date"}))
+    expected = (
+        joined.groupby(["geostore__id", "acq_date", "confidence__cat"])
+        .size()
+        .reset_index(name="alert__count")
+        .rename(columns={"acq_date": "alert__date"})
+    )
     expected["alert__count"] = expected["alert__count"].astype("int64")
     assert len(expected) > 50
     pd.testing.assert_frame_equal(out, expected[DAILY_COLUMNS].reset_index(drop=True), check_dtype=False)
@@ -326,20 +340,24 @@ def test_fire_counts_random_matches_sjoin_groupby():
 
 
 def test_weekly_counts_iso_year_boundaries():
-    daily = pd.DataFrame({
-        "geostore__id": ["x", "x", "x", "x", "x", "y"],
-        "alert__date": ["2020-12-31", "2021-01-03", "2021-01-04", "2024-12-30", "2024-12-29", "2021-01-03"],
-        "confidence__cat": ["h", "h", "h", "n", "n", "h"],
-        "alert__count": np.array([2, 3, 5, 7, 11, 13], dtype="int64"),
-    })
+    daily = pd.DataFrame(
+        {
+            "geostore__id": ["x", "x", "x", "x", "x", "y"],
+            "alert__date": ["2020-12-31", "2021-01-03", "2021-01-04", "2024-12-30", "2024-12-29", "2021-01-03"],
+            "confidence__cat": ["h", "h", "h", "n", "n", "h"],
+            "alert__count": np.array([2, 3, 5, 7, 11, 13], dtype="int64"),
+        }
+    )
     out = weekly_counts(daily)
-    expected = pd.DataFrame({
-        "geostore__id": ["x", "x", "x", "x", "y"],
-        "alert__year": np.array([2020, 2021, 2024, 2025, 2020], dtype="int64"),
-        "alert__week": np.array([53, 1, 52, 1, 53], dtype="int64"),
-        "confidence__cat": ["h", "h", "n", "n", "h"],
-        "alert__count": np.array([5, 5, 11, 7, 13], dtype="int64"),
-    })
+    expected = pd.DataFrame(
+        {
+            "geostore__id": ["x", "x", "x", "x", "y"],
+            "alert__year": np.array([2020, 2021, 2024, 2025, 2020], dtype="int64"),
+            "alert__week": np.array([53, 1, 52, 1, 53], dtype="int64"),
+            "confidence__cat": ["h", "h", "n", "n", "h"],
+            "alert__count": np.array([5, 5, 11, 7, 13], dtype="int64"),
+        }
+    )
     pd.testing.assert_frame_equal(out, expected)
     assert list(out.columns) == WEEKLY_COLUMNS
 

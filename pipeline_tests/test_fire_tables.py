@@ -24,11 +24,18 @@ DAYS = [(date(2026, 11, 2) + timedelta(days=i)).isoformat() for i in range(6)]
 def seed_alerts(st: Storage, product="viirs", n=400, seed=0):
     rng = np.random.default_rng(seed)
     for day in DAYS:
-        df = pd.DataFrame({
-            "longitude": rng.uniform(0, 10, n), "latitude": rng.uniform(0, 10, n),
-            "acq_date": day, "confidence__cat": rng.choice(["l", "n", "h"], n),
-        })
-        st.write_parquet(C.alerts_path(product, day), gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df.longitude, df.latitude), crs="EPSG:4326"))
+        df = pd.DataFrame(
+            {
+                "longitude": rng.uniform(0, 10, n),
+                "latitude": rng.uniform(0, 10, n),
+                "acq_date": day,
+                "confidence__cat": rng.choice(["l", "n", "h"], n),
+            }
+        )
+        st.write_parquet(
+            C.alerts_path(product, day),
+            gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df.longitude, df.latitude), crs="EPSG:4326"),
+        )
 
 
 def features(n=12, seed=1):
@@ -44,7 +51,7 @@ def slow_count(st, day, feats):
     """Oracle: per feature, per point, shapely intersects."""
     pts = st.read_parquet(C.alerts_path("viirs", day))
     out = {}
-    for fid, geom in zip(feats[T.ID], feats.geometry):
+    for fid, geom in zip(feats[T.ID], feats.geometry, strict=False):
         for conf, g in pts.groupby("confidence__cat"):
             n = int(sum(geom.intersects(p) for p in g.geometry))
             if n:
@@ -53,8 +60,12 @@ def slow_count(st, day, feats):
 
 
 def test_merge_replaces_only_the_given_areas():
-    cur = pd.DataFrame({T.ID: ["a", "b"], "alert__date": ["d", "d"], "confidence__cat": ["h", "h"], "alert__count": [1, 2]})
-    new = pd.DataFrame({T.ID: ["b", "c"], "alert__date": ["d", "d"], "confidence__cat": ["h", "l"], "alert__count": [5, 1]})
+    cur = pd.DataFrame(
+        {T.ID: ["a", "b"], "alert__date": ["d", "d"], "confidence__cat": ["h", "h"], "alert__count": [1, 2]}
+    )
+    new = pd.DataFrame(
+        {T.ID: ["b", "c"], "alert__date": ["d", "d"], "confidence__cat": ["h", "l"], "alert__count": [5, 1]}
+    )
     out = T.merge_area_rows(cur, new, ["b", "c"])
     assert out.values.tolist() == [["a", "d", "h", 1], ["b", "d", "h", 5], ["c", "d", "l", 1]]
     # Idempotent: merging the same rows again changes nothing.
@@ -63,10 +74,19 @@ def test_merge_replaces_only_the_given_areas():
 
 def test_iso_weeks_and_weekly_rebuild(tmp_path):
     assert T.iso_week("2021-01-03") == (2020, 53) and T.iso_week("2024-12-30") == (2025, 1)
-    assert T.days_of_iso_week(2020, 53) == [f"2020-12-{d}" for d in range(28, 32)] + ["2021-01-01", "2021-01-02", "2021-01-03"]
+    assert T.days_of_iso_week(2020, 53) == [f"2020-12-{d}" for d in range(28, 32)] + [
+        "2021-01-01",
+        "2021-01-02",
+        "2021-01-03",
+    ]
     st = Storage(str(tmp_path))
     for day, n in (("2020-12-31", 2), ("2021-01-03", 3), ("2021-01-04", 7)):
-        T.write_daily(st, "viirs", day, pd.DataFrame({T.ID: ["a"], "alert__date": [day], "confidence__cat": ["h"], "alert__count": [n]}))
+        T.write_daily(
+            st,
+            "viirs",
+            day,
+            pd.DataFrame({T.ID: ["a"], "alert__date": [day], "confidence__cat": ["h"], "alert__count": [n]}),
+        )
     T.rebuild_weekly(st, "viirs", ["2020-12-31", "2021-01-04"])
     w53 = st.read_parquet(C.weekly_table_path("viirs", 2020, 53))
     w1 = st.read_parquet(C.weekly_table_path("viirs", 2021, 1))
@@ -94,11 +114,27 @@ def dask_cluster(tmp_path):
     """A real scheduler and a two-process worker pool on loopback."""
     port = free_port()
     exe = shutil.which("dask") or str(Path(sys.executable).parent / "dask")
-    sched = subprocess.Popen([exe, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([exe, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1",
-                               "--no-dashboard", "--local-directory", str(tmp_path / "dask")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sched = subprocess.Popen(
+        [exe, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [
+            exe,
+            "worker",
+            f"tcp://127.0.0.1:{port}",
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--local-directory",
+            str(tmp_path / "dask"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     from distributed import Client
 
     address = f"tcp://127.0.0.1:{port}"

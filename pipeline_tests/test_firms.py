@@ -29,9 +29,7 @@ VIIRS_HEADER = ",".join(CSV_COLUMNS["VIIRS"])
 MODIS_HEADER = ",".join(CSV_COLUMNS["MODIS"])
 
 
-def viirs_row(
-    lat="-6.99012", lon="29.71033", date_="2026-09-21", time_="1212", sat="N", conf="n", frp="3.20"
-):
+def viirs_row(lat="-6.99012", lon="29.71033", date_="2026-09-21", time_="1212", sat="N", conf="n", frp="3.20"):
     return f"{lat},{lon},330.12,0.36,0.57,{date_},{time_},{sat},VIIRS,{conf},2.0NRT,290.45,{frp},D"
 
 
@@ -151,9 +149,7 @@ def test_satellite_codes_are_normalised():
     )
     assert viirs.df["satellite"].tolist() == ["N", "N20", "N20", "N21", "N21"]
     assert viirs.dropped == 1 and "satellite 'X'" in viirs.problems[0]
-    modis = parse_firms_csv(
-        csv(MODIS_HEADER, *[modis_row(sat=s) for s in ["T", "A", "Terra", "aqua"]]), "MODIS", "m"
-    )
+    modis = parse_firms_csv(csv(MODIS_HEADER, *[modis_row(sat=s) for s in ["T", "A", "Terra", "aqua"]]), "MODIS", "m")
     assert modis.df["satellite"].tolist() == ["Terra", "Aqua", "Terra", "Aqua"]
 
 
@@ -222,9 +218,7 @@ def test_wrong_instrument_or_missing_columns_raise():
     with pytest.raises(FirmsFormatError, match="MODIS data, not VIIRS"):
         parse_firms_csv(csv(MODIS_HEADER, modis_row()), "VIIRS", "s")
     with pytest.raises(FirmsFormatError, match="lacks required column.*acq_time"):
-        parse_firms_csv(
-            "latitude,longitude,acq_date,satellite,confidence\n1,2,2026-01-01,N,n\n", "VIIRS", "s"
-        )
+        parse_firms_csv("latitude,longitude,acq_date,satellite,confidence\n1,2,2026-01-01,N,n\n", "VIIRS", "s")
     with pytest.raises(ValueError, match="instrument 'LANDSAT'"):
         parse_firms_csv(VIIRS_HEADER, "LANDSAT", "s")
 

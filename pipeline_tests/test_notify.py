@@ -43,12 +43,13 @@ def test_notifier_posts_scrubbed_text(slack):
     assert "tok-1" not in body["text"] and "abc.def" not in body["text"] and "step failed" in body["text"]
 
 
-def test_run_failure_sensor_posts_to_slack(slack):
+def run_failing_asset(message: str, webhook: str | None):
+    """Materialise an asset that raises, then evaluate the failure sensor on that run."""
+
     @dg.asset
     def broken():
-        raise RuntimeError("upstream said no (token=hunter2)")
+        raise RuntimeError(message)
 
-    webhook = f"{slack.url}/services/T000/B000/secretpart"
     with dg.instance_for_test() as instance:
         result = dg.materialize([broken], instance=instance, raise_on_error=False)
         assert not result.success
@@ -60,7 +61,12 @@ def test_run_failure_sensor_posts_to_slack(slack):
             dagster_run=result.dagster_run,
             resources={"slack": SlackResource(webhook_url=webhook)},
         ).for_run_failure()
-        slack_on_run_failure(ctx)
+        return result, slack_on_run_failure(ctx)
+
+
+def test_run_failure_sensor_posts_to_slack(slack):
+    webhook = f"{slack.url}/services/T000/B000/secretpart"
+    result, _ = run_failing_asset("upstream said no (token=hunter2)", webhook)
     [call] = slack.calls_to("/services/")
     text = call.json()["text"]
     assert result.run_id in text and "upstream said no" in text and "hunter2" not in text
@@ -68,16 +74,5 @@ def test_run_failure_sensor_posts_to_slack(slack):
 
 
 def test_run_failure_sensor_without_webhook_skips():
-    with dg.instance_for_test() as instance:
-        @dg.asset
-        def broken2():
-            raise RuntimeError("x")
-
-        result = dg.materialize([broken2], instance=instance, raise_on_error=False)
-        failure = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE][0]
-        ctx = dg.build_run_status_sensor_context(
-            sensor_name="slack_on_run_failure", dagster_event=failure, dagster_instance=instance,
-            dagster_run=result.dagster_run, resources={"slack": SlackResource()},
-        ).for_run_failure()
-        out = slack_on_run_failure(ctx)
-        assert isinstance(out, dg.SkipReason)
+    _, out = run_failing_asset("x", None)
+    assert isinstance(out, dg.SkipReason)

@@ -28,9 +28,9 @@ def test_table_delta_new_changed_and_removed_rows():
     new = day_table([("a", "2026-11-01", "h", 5), ("c", "2026-11-01", "n", 1)])
     delta = table_delta(new, old, KEYS, "alert__count")
     assert delta.values.tolist() == [
-        ["a", "2026-11-01", "h", 2],   # late detections: +2
+        ["a", "2026-11-01", "h", 2],  # late detections: +2
         ["b", "2026-11-01", "l", -2],  # row gone: correction
-        ["c", "2026-11-01", "n", 1],   # new row
+        ["c", "2026-11-01", "n", 1],  # new row
     ]
     assert table_delta(new, new, KEYS, "alert__count").empty
 
@@ -44,8 +44,10 @@ def env(tmp_path):
 
 def test_publish_is_incremental_and_idempotent(env):
     st, client, dapi = env
-    st.write_parquet("fire_stats/viirs/daily_alerts/date=2026-11-01.parquet",
-                     day_table([("a", "2026-11-01", "h", 3), ("b", "2026-11-01", "l", 2)]))
+    st.write_parquet(
+        "fire_stats/viirs/daily_alerts/date=2026-11-01.parquet",
+        day_table([("a", "2026-11-01", "h", 3), ("b", "2026-11-01", "l", 2)]),
+    )
     r1 = publish_incremental(st, client, DS, "fire_stats/viirs/daily_alerts", KEYS)
     assert r1.rows_appended == 2 and r1.files_changed == 1
     assert published_sum(dapi) == {("a", "2026-11-01", "h"): 3, ("b", "2026-11-01", "l"): 2}
@@ -56,14 +58,17 @@ def test_publish_is_incremental_and_idempotent(env):
     assert r2.rows_appended == 0 and r2.files_changed == 0 and len(dapi.calls) == n_calls
 
     # The day gets late detections and a second day appears: only the difference is appended.
-    st.write_parquet("fire_stats/viirs/daily_alerts/date=2026-11-01.parquet",
-                     day_table([("a", "2026-11-01", "h", 5), ("b", "2026-11-01", "l", 2)]))
-    st.write_parquet("fire_stats/viirs/daily_alerts/date=2026-11-02.parquet",
-                     day_table([("a", "2026-11-02", "n", 1)]))
+    st.write_parquet(
+        "fire_stats/viirs/daily_alerts/date=2026-11-01.parquet",
+        day_table([("a", "2026-11-01", "h", 5), ("b", "2026-11-01", "l", 2)]),
+    )
+    st.write_parquet("fire_stats/viirs/daily_alerts/date=2026-11-02.parquet", day_table([("a", "2026-11-02", "n", 1)]))
     r3 = publish_incremental(st, client, DS, "fire_stats/viirs/daily_alerts", KEYS)
     assert r3.rows_appended == 2 and r3.files_changed == 2
     assert published_sum(dapi) == {
-        ("a", "2026-11-01", "h"): 5, ("b", "2026-11-01", "l"): 2, ("a", "2026-11-02", "n"): 1,
+        ("a", "2026-11-01", "h"): 5,
+        ("b", "2026-11-01", "l"): 2,
+        ("a", "2026-11-02", "n"): 1,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -34,10 +34,16 @@ class FakeFeed:
 
 def test_first_tick_requests_every_day_present():
     feed = FakeFeed()
-    feed.data["VIIRS_NOAA20"] = frame([(1.0, 2.0, "2026-11-23", "0100", "N20"), (1.0, 2.0, "2026-11-24", "0200", "N20")])
+    feed.data["VIIRS_NOAA20"] = frame(
+        [(1.0, 2.0, "2026-11-23", "0100", "N20"), (1.0, 2.0, "2026-11-24", "0200", "N20")]
+    )
     feed.data["MODIS"] = frame([(3.0, 4.0, "2026-11-24", "0300", "Aqua")])
     reqs, state, logs = plan_firms_runs(None, feed.head, feed.fetch)
-    assert sorted((p, d) for p, d, _ in reqs) == [("modis", "2026-11-24"), ("viirs", "2026-11-23"), ("viirs", "2026-11-24")]
+    assert sorted((p, d) for p, d, _ in reqs) == [
+        ("modis", "2026-11-24"),
+        ("viirs", "2026-11-23"),
+        ("viirs", "2026-11-24"),
+    ]
     assert logs == []
     assert len(json.dumps(state)) < 2000  # the cursor stays small
 
@@ -58,7 +64,11 @@ def test_new_detections_request_only_the_changed_day():
     _, state, _ = plan_firms_runs(None, feed.head, feed.fetch)
     # A new pass adds detections to 11-24 only; the file's Last-Modified changes.
     feed.data["VIIRS_SNPP"] = frame(
-        [(1.0, 2.0, "2026-11-23", "0100", "N"), (1.0, 2.0, "2026-11-24", "0200", "N"), (5.0, 6.0, "2026-11-24", "1300", "N")]
+        [
+            (1.0, 2.0, "2026-11-23", "0100", "N"),
+            (1.0, 2.0, "2026-11-24", "0200", "N"),
+            (5.0, 6.0, "2026-11-24", "1300", "N"),
+        ]
     )
     feed.stamps["VIIRS_SNPP"] = "t1"
     feed.fetched.clear()
@@ -112,20 +122,18 @@ def _sensor_tick(sensor, firms_url, map_key, cursor, instance):
 
 
 def test_firms_sensor_against_the_standin():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from pipeline.sensors import firms_new_data_sensor
     from pipeline.standins.firms import FirmsStandin
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
     with FirmsStandin(today=today, seed=11, days_back=10) as firms, dg.instance_for_test() as instance:
         # First tick: both days of every 24h file are new.
         first = _sensor_tick(firms_new_data_sensor, firms.url, firms.map_key, None, instance)
         got = sorted((r.job_name, r.partition_key) for r in first.run_requests)
-        assert got == sorted(
-            (f"{p}_fires_job", d.isoformat()) for p in ("viirs", "modis") for d in (yesterday, today)
-        )
+        assert got == sorted((f"{p}_fires_job", d.isoformat()) for p in ("viirs", "modis") for d in (yesterday, today))
         assert len({r.run_key for r in first.run_requests}) == 4
         assert len(first.cursor) < 4000
         # Nothing new: HEAD requests only, no downloads, no runs.

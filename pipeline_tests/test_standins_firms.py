@@ -120,9 +120,7 @@ def test_generate_fires_is_deterministic_and_realistic():
     assert list(a.columns) == CSV_COLUMNS["VIIRS"] and 1800 <= len(a) <= 2200
     assert set(a["satellite"]) == {"N", "N20", "N21"} and set(a["confidence"]) == {"l", "n", "h"}
     assert set(a["daynight"]) == {"D", "N"} and set(a["version"]) == {"2.0NRT"}
-    assert any(len(t) < 4 for t in a["acq_time"]), (
-        "some acq_time values must be unpadded, as seen in real data"
-    )
+    assert any(len(t) < 4 for t in a["acq_time"]), "some acq_time values must be unpadded, as seen in real data"
 
     m = generate_fires(TODAY, "MODIS")
     assert list(m.columns) == CSV_COLUMNS["MODIS"] and 450 <= len(m) <= 550
@@ -185,9 +183,9 @@ def test_last_modified_and_etag_change_after_new_data(fresh_server):
     after = {key: client.head_global(key, "7d") for key in GLOBAL_PRODUCTS}
     assert after["MODIS"]["last_modified"] != before["MODIS"]["last_modified"]
     assert after["MODIS"]["etag"] != before["MODIS"]["etag"]
-    assert email.utils.parsedate_to_datetime(
-        after["MODIS"]["last_modified"]
-    ) > email.utils.parsedate_to_datetime(before["MODIS"]["last_modified"])
+    assert email.utils.parsedate_to_datetime(after["MODIS"]["last_modified"]) > email.utils.parsedate_to_datetime(
+        before["MODIS"]["last_modified"]
+    )
     assert after["VIIRS_SNPP"] == before["VIIRS_SNPP"]  # only the changed product moves
     assert len(client.fetch_global("MODIS", "7d").df) == rows_before + len(added) == rows_before + 40
 

@@ -1,6 +1,5 @@
 """pipeline.assets.areas: users' areas of interest from the GFW Areas + Geostore API, one file per sync."""
 
-
 from datetime import date, timedelta
 
 import dagster as dg
@@ -52,7 +51,9 @@ def merge_with_previous(previous: gpd.GeoDataFrame | None, current: gpd.GeoDataF
     ],
     code_version="1",
 )
-def user_areas(context: dg.AssetExecutionContext, areas: AreasResource, storage: StorageResource) -> dg.MaterializeResult:
+def user_areas(
+    context: dg.AssetExecutionContext, areas: AreasResource, storage: StorageResource
+) -> dg.MaterializeResult:
     client = areas.client()
     st = storage.storage()
     keys = context.partition_keys
@@ -69,7 +70,11 @@ def user_areas(context: dg.AssetExecutionContext, areas: AreasResource, storage:
     for key in keys:
         rel = C.user_areas_path(key)
         previous = st.read_parquet(rel) if st.exists(rel) else None
-        out = merge_with_previous(previous, table) if key == keys[-1] else (previous if previous is not None else table.iloc[0:0])
+        out = (
+            merge_with_previous(previous, table)
+            if key == keys[-1]
+            else (previous if previous is not None else table.iloc[0:0])
+        )
         st.write_parquet(rel, out)
         paths.append(rel)
         final = out
@@ -95,7 +100,9 @@ def user_areas(context: dg.AssetExecutionContext, areas: AreasResource, storage:
             top_rejection_reasons=dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
         ),
         check_results=[
-            dg.AssetCheckResult(check_name="valid_geometries", passed=invalid == 0, metadata={"invalid_accepted": invalid}),
+            dg.AssetCheckResult(
+                check_name="valid_geometries", passed=invalid == 0, metadata={"invalid_accepted": invalid}
+            ),
             dg.AssetCheckResult(
                 check_name="rejected_areas_below_limit",
                 passed=share <= MAX_REJECTED_SHARE,

@@ -1,6 +1,5 @@
 """pipeline.assets.fire_stats: fire alerts counted per user area, by day and ISO week, per product."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -11,7 +10,6 @@ from pipeline.lib import fire_tables as T
 from pipeline.lib.fire_stats import DAILY_SCHEMA
 from pipeline.partitions import daily_backfill_policy, daily_partitions
 from pipeline.resources import DaskResource, StorageResource
-
 
 #: Fire days counted per Dask task when computing a new sync's history.
 HISTORY_DAYS_PER_TASK = 4
@@ -119,7 +117,8 @@ def build_history_asset(product: str) -> dg.AssetsDefinition:
             rel = C.user_areas_path(sync_day)
             if not st.exists(rel):
                 raise FileNotFoundError(
-                    f"areas/user_areas partition {sync_day} is not materialised (no {st.uri(rel)}); materialise it first"
+                    f"areas/user_areas partition {sync_day} is not materialised (no {st.uri(rel)}); "
+                    "materialise it first"
                 )
             features = T.accepted_areas(st.read_parquet(rel))
             ids = features[T.ID].tolist()
@@ -127,8 +126,12 @@ def build_history_asset(product: str) -> dg.AssetsDefinition:
             # Starting a cluster costs seconds; only histories longer than one task go to Dask.
             use_dask = bool(ids) and len(fire_days) > HISTORY_DAYS_PER_TASK
             counts = T.history_counts(
-                st, product, features, fire_days,
-                dask_client=dask.client if use_dask else None, days_per_task=HISTORY_DAYS_PER_TASK,
+                st,
+                product,
+                features,
+                fire_days,
+                dask_client=dask.client if use_dask else None,
+                days_per_task=HISTORY_DAYS_PER_TASK,
             )
             for day, day_counts in counts.items():
                 merged = T.merge_area_rows(T.read_daily(st, product, day), day_counts, ids)

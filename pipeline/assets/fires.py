@@ -1,6 +1,5 @@
 """pipeline.assets.fires: NASA FIRMS VIIRS and MODIS fire alerts, one GeoParquet file per UTC day."""
 
-
 from datetime import date
 
 import dagster as dg
@@ -32,7 +31,9 @@ _DESCRIPTIONS = {
 CHECKS = ("schema_matches", "coordinates_in_range", "no_duplicate_detections", "malformed_rows_below_limit")
 
 
-def alert_checks(product: str, frames: dict[str, pd.DataFrame], rows_read: int, dropped: int) -> list[dg.AssetCheckResult]:
+def alert_checks(
+    product: str, frames: dict[str, pd.DataFrame], rows_read: int, dropped: int
+) -> list[dg.AssetCheckResult]:
     """Check results computed on the data being written (see CHECKS)."""
     key = dg.AssetKey([C.FIRES, f"{product}_alerts"])
     expected = [name for name, _, _ in ALERT_SCHEMA]
@@ -41,24 +42,33 @@ def alert_checks(product: str, frames: dict[str, pd.DataFrame], rows_read: int, 
         int(((df.latitude.abs() > 90) | (df.longitude.abs() > 180)).sum()) for df in frames.values() if len(df)
     )
     dupes = sum(
-        int(df.duplicated(["latitude", "longitude", "acq_date", "acq_time", "satellite"]).sum()) for df in frames.values()
+        int(df.duplicated(["latitude", "longitude", "acq_date", "acq_time", "satellite"]).sum())
+        for df in frames.values()
     )
     share = dropped / rows_read if rows_read else 0.0
     return [
         dg.AssetCheckResult(
-            asset_key=key, check_name="schema_matches", passed=not bad_schema,
+            asset_key=key,
+            check_name="schema_matches",
+            passed=not bad_schema,
             metadata={"days_with_wrong_columns": dg.MetadataValue.json(bad_schema)},
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name="coordinates_in_range", passed=out_of_range == 0,
+            asset_key=key,
+            check_name="coordinates_in_range",
+            passed=out_of_range == 0,
             metadata={"rows_out_of_range": out_of_range},
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name="no_duplicate_detections", passed=dupes == 0,
+            asset_key=key,
+            check_name="no_duplicate_detections",
+            passed=dupes == 0,
             metadata={"duplicate_rows": dupes},
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name="malformed_rows_below_limit", passed=share <= MAX_DROPPED_SHARE,
+            asset_key=key,
+            check_name="malformed_rows_below_limit",
+            passed=share <= MAX_DROPPED_SHARE,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"rows_read": rows_read, "rows_dropped": dropped, "dropped_share": float(round(share, 6))},
         ),
@@ -80,7 +90,9 @@ def build_alerts_asset(product: str) -> dg.AssetsDefinition:
         check_specs=[dg.AssetCheckSpec(name, asset=key) for name in CHECKS],
         code_version="1",
     )
-    def _alerts(context: dg.AssetExecutionContext, firms: FirmsResource, storage: StorageResource) -> dg.MaterializeResult:
+    def _alerts(
+        context: dg.AssetExecutionContext, firms: FirmsResource, storage: StorageResource
+    ) -> dg.MaterializeResult:
         days = [date.fromisoformat(k) for k in context.partition_keys]
         today = firms.today_utc()
         result = firms.client().fetch_days(product, days, today=today)

@@ -1,6 +1,5 @@
 """pipeline.assets.publish: publish fire tables to the GFW Data API, then mark areas saved."""
 
-
 import dagster as dg
 
 from pipeline import constants as C
@@ -56,7 +55,11 @@ def gfw_fire_tables(
             for agg, keys in TABLES.items():
                 ds = C.dataset_name(product, agg)
                 rep = publish_incremental(st, client, ds, f"fire_stats/{product}/{agg}", keys)
-                reports[ds] = {"rows_appended": rep.rows_appended, "files_changed": rep.files_changed, "version": rep.version}
+                reports[ds] = {
+                    "rows_appended": rep.rows_appended,
+                    "files_changed": rep.files_changed,
+                    "version": rep.version,
+                }
                 context.log.info(f"{ds}: appended {rep.rows_appended} rows from {rep.files_changed} changed files")
     else:
         context.log.info("GFW_DATA_API_URL is not set: tables stay in storage as Parquet only")

@@ -86,9 +86,7 @@ def _jsonapi_detail(text: str) -> str | None:
     for err in payload["errors"]:
         if isinstance(err, dict):
             detail = err.get("detail") or err.get("title") or err.get("code")
-            param = (
-                (err.get("source") or {}).get("parameter") if isinstance(err.get("source"), dict) else None
-            )
+            param = (err.get("source") or {}).get("parameter") if isinstance(err.get("source"), dict) else None
             if detail:
                 parts.append(f"{detail} (parameter {param})" if param else str(detail))
         elif err:
@@ -220,9 +218,7 @@ class AreasClient:
             resp = self._call("GET", "/v2/area", params=params)
             body = self._json(resp, "GET /v2/area")
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                raise SourceError(
-                    SOURCE, f"GET /v2/area page {page} has no 'data' list", status=resp.status_code
-                )
+                raise SourceError(SOURCE, f"GET /v2/area page {page} has no 'data' list", status=resp.status_code)
             data = body["data"]
             if not data:
                 break
@@ -260,17 +256,14 @@ class AreasClient:
                 raise ValueError(f"geostore ids must be strings, got {i!r}")
         result: dict[str, dict] = {}
         for block in _blocks(wanted, FIND_BLOCK):
-            resp = self._call(
-                "POST", "/v2/geostore/find-by-ids", json={"geostores": block}, expected=(200, 404)
-            )
+            resp = self._call("POST", "/v2/geostore/find-by-ids", json={"geostores": block}, expected=(200, 404))
             if resp.status_code == 404:
                 detail = _jsonapi_detail(resp.text) or ""
                 if "No GeoStores found" in detail:
                     continue
                 raise SourceError(
                     SOURCE,
-                    "POST /v2/geostore/find-by-ids returned HTTP 404: "
-                    + (detail or self.http._safe(resp.text[:200])),
+                    "POST /v2/geostore/find-by-ids returned HTTP 404: " + (detail or self.http._safe(resp.text[:200])),
                     status=404,
                     body=self.http._safe(resp.text[:500]),
                 )
@@ -301,9 +294,7 @@ class AreasClient:
                 raise ValueError(f"geostore ids must be strings, got {i!r}")
         updated = 0
         for block in _blocks(ids, UPDATE_BLOCK):
-            resp = self._call(
-                "POST", "/v2/area/update", json={"geostores": block, "update_params": {"status": status}}
-            )
+            resp = self._call("POST", "/v2/area/update", json={"geostores": block, "update_params": {"status": status}})
             body = self._json(resp, "POST /v2/area/update")
             data = body.get("data") if isinstance(body, dict) else None
             updated += len(data) if isinstance(data, list) else 0
@@ -529,9 +520,7 @@ def validate_areas(areas: list[dict], geostores: dict[str, dict]) -> gpd.GeoData
             "area__ha": pd.Series(area_ha, dtype="float64"),
         }
     )
-    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")[
-        USER_AREA_COLUMNS
-    ]
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")[USER_AREA_COLUMNS]
 
 
 def accepted_features(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -156,9 +156,7 @@ class DataApiClient:
         self.poll_timeout = poll_timeout
 
     # -- plumbing --------------------------------------------------------------------------------
-    def _request(
-        self, method: str, path: str, *, ok=(200,), missing_ok: bool = False, ds=None, v=None, **kwargs
-    ):
+    def _request(self, method: str, path: str, *, ok=(200,), missing_ok: bool = False, ds=None, v=None, **kwargs):
         """Send; return the response for `ok` statuses (None for 404 if `missing_ok`); raise otherwise."""
         try:
             resp = self.http.request(method, path, expected=_PASS_THROUGH, sleep=self.sleep, **kwargs)
@@ -198,9 +196,7 @@ class DataApiClient:
     @staticmethod
     def _check_name(value: str, what: str) -> str:
         if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
-            raise ValueError(
-                f"{what} must be a non-empty name without '/' or surrounding spaces, got {value!r}"
-            )
+            raise ValueError(f"{what} must be a non-empty name without '/' or surrounding spaces, got {value!r}")
         return value
 
     def _check_ds_v(self, ds: str, v: str) -> None:
@@ -263,9 +259,7 @@ class DataApiClient:
         data = self._data(resp, f"GET /dataset/{ds}/latest")
         version = data.get("version") if isinstance(data, dict) else None
         if not version:
-            raise DataApiError(
-                f"GET /dataset/{ds}/latest returned a version object without 'version'", dataset=ds
-            )
+            raise DataApiError(f"GET /dataset/{ds}/latest returned a version object without 'version'", dataset=ds)
         return version
 
     def append(self, ds: str, v: str, source_uris: list[str]) -> dict:

@@ -50,8 +50,12 @@ DAILY_SCHEMA = [
     (DEFAULT_ID_COLUMN, "str", _ID_DESCRIPTION),
     ("alert__date", "str", "Acquisition date of the alerts, 'YYYY-MM-DD' (UTC, from acq_date)."),
     ("confidence__cat", "str", "Confidence category of the alerts as given by the source: 'l', 'n' or 'h'."),
-    ("alert__count", "int64", "Number of alerts intersecting the feature (boundary included) on that date "
-                              "with that confidence; always > 0, absent rows mean zero."),
+    (
+        "alert__count",
+        "int64",
+        "Number of alerts intersecting the feature (boundary included) on that date "
+        "with that confidence; always > 0, absent rows mean zero.",
+    ),
 ]
 #: (name, dtype, description) of each weekly column, for documentation and table creation.
 WEEKLY_SCHEMA = [
@@ -150,8 +154,7 @@ def count_points_in_polygons(
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for start in range(0, x.size, chunk_size):
             stop = min(start + chunk_size, x.size)
-            parts.append(_count_chunk(x[start:stop], y[start:stop], g[start:stop], n_groups,
-                                      geoms, poly_idx, bounds))
+            parts.append(_count_chunk(x[start:stop], y[start:stop], g[start:stop], n_groups, geoms, poly_idx, bounds))
     finally:
         shapely.destroy_prepared(to_unprepare)
 
@@ -248,12 +251,14 @@ def _count_chunk(
 
 
 def _empty_daily(id_column: str, id_dtype: Any) -> pd.DataFrame:
-    return pd.DataFrame({
-        id_column: pd.Series([], dtype=id_dtype),
-        "alert__date": pd.Series([], dtype="str"),
-        "confidence__cat": pd.Series([], dtype="str"),
-        "alert__count": pd.Series([], dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            id_column: pd.Series([], dtype=id_dtype),
+            "alert__date": pd.Series([], dtype="str"),
+            "confidence__cat": pd.Series([], dtype="str"),
+            "alert__count": pd.Series([], dtype="int64"),
+        }
+    )
 
 
 def _features_in_4326(features: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -358,12 +363,14 @@ def fire_counts(
     order = np.lexsort((gi, id_rank[pi]))
     pi, gi, ci = pi[order], gi[order], ci[order]
     confs = np.asarray(conf_uniques.astype(str), dtype=object)
-    out = pd.DataFrame({
-        id_column: pd.Series(ids[pi]).astype(id_dtype).to_numpy(),
-        "alert__date": pd.array(dates.astype(object)[gi // n_conf], dtype="str"),
-        "confidence__cat": pd.array(confs[gi % n_conf], dtype="str"),
-        "alert__count": ci.astype(np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            id_column: pd.Series(ids[pi]).astype(id_dtype).to_numpy(),
+            "alert__date": pd.array(dates.astype(object)[gi // n_conf], dtype="str"),
+            "confidence__cat": pd.array(confs[gi % n_conf], dtype="str"),
+            "alert__count": ci.astype(np.int64),
+        }
+    )
     return out
 
 
@@ -393,25 +400,29 @@ def weekly_counts(daily: pd.DataFrame, id_column: str = DEFAULT_ID_COLUMN) -> pd
         raise KeyError(f"daily counts lack column(s) {missing}")
     columns = [id_column, "alert__year", "alert__week", "confidence__cat", "alert__count"]
     if len(daily) == 0:
-        return pd.DataFrame({
-            id_column: pd.Series([], dtype=daily[id_column].dtype),
-            "alert__year": pd.Series([], dtype="int64"),
-            "alert__week": pd.Series([], dtype="int64"),
-            "confidence__cat": pd.Series([], dtype="str"),
-            "alert__count": pd.Series([], dtype="int64"),
-        })
+        return pd.DataFrame(
+            {
+                id_column: pd.Series([], dtype=daily[id_column].dtype),
+                "alert__year": pd.Series([], dtype="int64"),
+                "alert__week": pd.Series([], dtype="int64"),
+                "confidence__cat": pd.Series([], dtype="str"),
+                "alert__count": pd.Series([], dtype="int64"),
+            }
+        )
     try:
         dates = pd.to_datetime(daily["alert__date"], format="%Y-%m-%d")
     except (ValueError, TypeError) as exc:
         raise ValueError(f"alert__date must be 'YYYY-MM-DD': {exc}") from exc
     iso = dates.dt.isocalendar()
-    frame = pd.DataFrame({
-        id_column: daily[id_column].to_numpy(),
-        "alert__year": iso["year"].astype(np.int64).to_numpy(),
-        "alert__week": iso["week"].astype(np.int64).to_numpy(),
-        "confidence__cat": daily["confidence__cat"].astype("str").to_numpy(),
-        "alert__count": daily["alert__count"].astype(np.int64).to_numpy(),
-    })
+    frame = pd.DataFrame(
+        {
+            id_column: daily[id_column].to_numpy(),
+            "alert__year": iso["year"].astype(np.int64).to_numpy(),
+            "alert__week": iso["week"].astype(np.int64).to_numpy(),
+            "confidence__cat": daily["confidence__cat"].astype("str").to_numpy(),
+            "alert__count": daily["alert__count"].astype(np.int64).to_numpy(),
+        }
+    )
     frame[id_column] = frame[id_column].astype(daily[id_column].dtype)
     out = frame.groupby(columns[:4], sort=True, as_index=False)["alert__count"].sum()
     out = out[out["alert__count"] > 0]

@@ -153,10 +153,12 @@ def history_counts(
         return {d: count_day(storage, product, d, features) for d in days}
     import shapely
 
-    payload = list(zip(features[ID].tolist(), shapely.to_wkb(features.geometry.values)))
+    payload = list(zip(features[ID].tolist(), shapely.to_wkb(features.geometry.values), strict=True))
     scattered = dask_client.scatter(payload, broadcast=True)
     chunks = [days[i : i + days_per_task] for i in range(0, len(days), days_per_task)]
-    futures = [dask_client.submit(_count_days_task, storage.url, product, chunk, scattered, pure=False) for chunk in chunks]
+    futures = [
+        dask_client.submit(_count_days_task, storage.url, product, chunk, scattered, pure=False) for chunk in chunks
+    ]
     out: dict[str, pd.DataFrame] = {}
     for fut in futures:
         out.update(fut.result())

@@ -15,7 +15,6 @@ recent days and from the area API (in chunks of at most 5 days) for older ones.
 from __future__ import annotations
 
 import io
-import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -217,9 +216,7 @@ def format_area(area: str | Sequence[float]) -> str:
             raise ValueError
         west, south, east, north = (float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"area {area!r} must be 'world' or 'west,south,east,north' in decimal degrees"
-        ) from None
+        raise ValueError(f"area {area!r} must be 'world' or 'west,south,east,north' in decimal degrees") from None
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
         raise ValueError(f"area {area!r}: need -180 <= west < east <= 180 and -90 <= south < north <= 90")
     return ",".join(f"{v:g}" for v in (west, south, east, north))
@@ -266,9 +263,7 @@ def parse_firms_csv(text: str, instrument: str, source: str, *, secrets: Sequenc
     if "latitude" not in first.lower():
         start = redact(text.strip()[:200], secrets)
         what = f"body starts {start!r}" if start else "body is empty"
-        raise FirmsFormatError(
-            f"{source}: response is not FIRMS CSV (first line has no 'latitude' column); {what}"
-        )
+        raise FirmsFormatError(f"{source}: response is not FIRMS CSV (first line has no 'latitude' column); {what}")
 
     header = [h.strip().lower() for h in first.split(",")]
     position: dict[str, int] = {}
@@ -277,13 +272,9 @@ def parse_firms_csv(text: str, instrument: str, source: str, *, secrets: Sequenc
     missing = [c for c in REQUIRED_COLUMNS if c not in position]
     if missing:
         quoted = redact(first[:200], secrets)
-        raise FirmsFormatError(
-            f"{source}: CSV header lacks required column(s) {', '.join(missing)}: {quoted!r}"
-        )
+        raise FirmsFormatError(f"{source}: CSV header lacks required column(s) {', '.join(missing)}: {quoted!r}")
     other = "MODIS" if inst == "VIIRS" else "VIIRS"
-    own_marker, other_marker = (
-        ("bright_ti4", "brightness") if inst == "VIIRS" else ("brightness", "bright_ti4")
-    )
+    own_marker, other_marker = ("bright_ti4", "brightness") if inst == "VIIRS" else ("brightness", "bright_ti4")
     if other_marker in position and own_marker not in position:
         raise FirmsFormatError(f"{source}: header has {other_marker!r}, so this is {other} data, not {inst}")
 
@@ -433,9 +424,7 @@ def _to_float(arr: pa.Array) -> np.ndarray:
     try:
         values = pc.cast(gated, pa.float64())
     except pa.ArrowInvalid:  # pragma: no cover - regex and Arrow's parser disagree on an exotic value
-        return pd.to_numeric(pd.Series(gated.to_pylist(), dtype="object"), errors="coerce").to_numpy(
-            "float64"
-        )
+        return pd.to_numeric(pd.Series(gated.to_pylist(), dtype="object"), errors="coerce").to_numpy("float64")
     return values.to_numpy(zero_copy_only=False).astype("float64")
 
 
@@ -563,16 +552,13 @@ class FirmsClient:
             return GLOBAL_PRODUCTS[product_key]
         except KeyError:
             raise ValueError(
-                f"product_key {product_key!r} is not a FIRMS global product "
-                f"(use one of {', '.join(GLOBAL_PRODUCTS)})"
+                f"product_key {product_key!r} is not a FIRMS global product (use one of {', '.join(GLOBAL_PRODUCTS)})"
             ) from None
 
     def global_file_url(self, product_key: str, window: str) -> str:
         product = self._product(product_key)
         if window not in WINDOW_DAYS:
-            raise ValueError(
-                f"window {window!r} is not a FIRMS global window (use one of {', '.join(WINDOWS)})"
-            )
+            raise ValueError(f"window {window!r} is not a FIRMS global window (use one of {', '.join(WINDOWS)})")
         return self.http.url(f"/data/active_fire/{product.directory}/csv/{product.name}_{window}.csv")
 
     def area_url(self, source: str, first_day: date, day_range: int, area: str = "world") -> str:
@@ -640,9 +626,7 @@ class FirmsClient:
         try:
             return resp.json()
         except ValueError:
-            raise FirmsFormatError(
-                f"mapkey_status did not return JSON: {self.safe(resp.text[:200])!r}"
-            ) from None
+            raise FirmsFormatError(f"mapkey_status did not return JSON: {self.safe(resp.text[:200])!r}") from None
 
     def fetch_days(
         self,
@@ -668,9 +652,7 @@ class FirmsClient:
         wanted = sorted({self._as_day(d, "days") for d in days})
         future = [d for d in wanted if d > today]
         if future:
-            raise ValueError(
-                f"days {_fmt_days(future)} are after today ({today}); FIRMS has no data for them"
-            )
+            raise ValueError(f"days {_fmt_days(future)} are after today ({today}); FIRMS has no data for them")
         area = format_area(area)
         window_start = today - timedelta(days=WINDOW_DAYS["7d"] - 1)
         recent = [d for d in wanted if d >= window_start]
@@ -734,21 +716,13 @@ class FirmsClient:
 
     @staticmethod
     def _day_range(day_range: int) -> int:
-        if (
-            isinstance(day_range, bool)
-            or not isinstance(day_range, int)
-            or not 1 <= day_range <= MAX_DAY_RANGE
-        ):
-            raise ValueError(
-                f"day_range {day_range!r} must be an integer 1..{MAX_DAY_RANGE} (FIRMS DAY_RANGE)"
-            )
+        if isinstance(day_range, bool) or not isinstance(day_range, int) or not 1 <= day_range <= MAX_DAY_RANGE:
+            raise ValueError(f"day_range {day_range!r} must be an integer 1..{MAX_DAY_RANGE} (FIRMS DAY_RANGE)")
         return day_range
 
     @staticmethod
     def _as_day(value, what: str) -> date:
-        if isinstance(
-            value, datetime
-        ):  # a datetime is a date subclass; its time part would be ignored silently
+        if isinstance(value, datetime):  # a datetime is a date subclass; its time part would be ignored silently
             raise ValueError(f"{what}: expected a date, got datetime {value!r}")
         if not isinstance(value, date):
             raise ValueError(f"{what}: expected a datetime.date, got {type(value).__name__} {value!r}")

@@ -10,7 +10,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 
@@ -83,8 +83,8 @@ def parse_retry_after(value: str | None, default: float) -> float:
     except (TypeError, ValueError):
         return default
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class HttpClient:
@@ -181,7 +181,13 @@ class HttpClient:
             if attempt < self.max_retries:
                 log.warning(
                     "%s: %s %s failed (%s); retry %d/%d in %.1fs",
-                    self.source, method, self._safe(url), last_problem, attempt + 1, self.max_retries, wait,
+                    self.source,
+                    method,
+                    self._safe(url),
+                    last_problem,
+                    attempt + 1,
+                    self.max_retries,
+                    wait,
                 )
                 sleep(wait)
         raise SourceError(

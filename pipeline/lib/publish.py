@@ -82,7 +82,7 @@ def publish_incremental(
     report.changed_files = [c[0] for c in changed]
     if deltas:
         batch = pd.concat(deltas, ignore_index=True)[keys + [value]]
-        stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S%fZ")
         digest = _sha(batch.to_csv(index=False).encode())[:12]
         batch_rel = f"publish/batches/{dataset}/{stamp}-{digest}.tsv"
         report.batch_uri = storage.write_bytes(batch_rel, batch.to_csv(sep="\t", index=False).encode())

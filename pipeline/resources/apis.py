@@ -3,11 +3,10 @@
 Clients are imported inside `client()` so loading the code location stays light.
 """
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 from pydantic import Field
-
 
 
 class FirmsResource(dg.ConfigurableResource):
@@ -36,7 +35,7 @@ class FirmsResource(dg.ConfigurableResource):
     def today_utc(self) -> date:
         if self.today:
             return date.fromisoformat(self.today)
-        return datetime.now(timezone.utc).date()
+        return datetime.now(UTC).date()
 
 
 class AreasResource(dg.ConfigurableResource):

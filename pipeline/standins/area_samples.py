@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import shapely
 
+from pipeline.standins.areas import default_area_attributes
+
 #: (lon, lat) centres: Amazon, Congo, Borneo, Australia, Siberia, California.
 DEFAULT_HOTSPOTS: list[tuple[float, float]] = [
     (-60, -8),
@@ -234,35 +236,21 @@ def generate_areas_with_kinds(
             area_id = f"{rng.getrandbits(96):024x}"
         used_ids.add(area_id)
         created = _iso(_BASE_TIME - timedelta(seconds=17 * i))
-        attributes = {
-            "name": f"AOI {i} near ({hlon:g}, {hlat:g})",
-            "application": "gfw" if rng.random() < 0.9 else "rw",
-            "geostore": gid,
-            "geostoreDataApi": None,
-            "wdpaid": None,
-            "userId": users[rng.randrange(len(users))],
-            "createdAt": created,
-            "updatedAt": created,
-            "image": "",
-            "datasets": [],
-            "use": {},
-            "env": "production",
-            "iso": {},
-            "admin": {},
-            "templateId": None,
-            "tags": [],
-            "status": "pending",
-            "public": False,
-            "fireAlerts": rng.random() < 0.7,
-            "deforestationAlerts": rng.random() < 0.8,
-            "deforestationAlertsType": rng.choice(["glad-all", "glad-l", "glad-s2", "glad-radd"]),
-            "webhookUrl": "",
-            "monthlySummary": rng.random() < 0.2,
-            "subscriptionId": "",
-            "email": f"user{i}@example.org",
-            "language": rng.choice(["en", "es", "fr", "pt_BR", "id"]),
-            "confirmed": True,
-        }
+        # Keyword arguments are evaluated left to right, so the rng draws keep their order.
+        attributes = default_area_attributes(
+            name=f"AOI {i} near ({hlon:g}, {hlat:g})",
+            application="gfw" if rng.random() < 0.9 else "rw",
+            geostore=gid,
+            userId=users[rng.randrange(len(users))],
+            createdAt=created,
+            updatedAt=created,
+            fireAlerts=rng.random() < 0.7,
+            deforestationAlerts=rng.random() < 0.8,
+            deforestationAlertsType=rng.choice(["glad-all", "glad-l", "glad-s2", "glad-radd"]),
+            monthlySummary=rng.random() < 0.2,
+            email=f"user{i}@example.org",
+            language=rng.choice(["en", "es", "fr", "pt_BR", "id"]),
+        )
         areas.append({"type": "area", "id": area_id, "attributes": attributes})
         kind_of[area_id] = kind
 

@@ -113,9 +113,7 @@ class AreasStandin(StandinServer):
 
     name = "areas"
 
-    def __init__(
-        self, token: str = "demo-token", api_key: str = "demo-api-key", areas=None, geostores=None, **kw
-    ):
+    def __init__(self, token: str = "demo-token", api_key: str = "demo-api-key", areas=None, geostores=None, **kw):
         super().__init__(**kw)
         self.token = token
         self.api_key = api_key
@@ -395,9 +393,7 @@ class AreasStandin(StandinServer):
             "totalSubscriptions": len(in_window),
             "affectedAreaIds": affected,
         }
-        self.syncs.append(
-            {"startDate": start.isoformat(), "endDate": end.isoformat(), "dryRun": dry_run, **result}
-        )
+        self.syncs.append({"startDate": start.isoformat(), "endDate": end.isoformat(), "dryRun": dry_run, **result})
         return json_response(200, {"data": result})
 
     def _update(self, req: Request) -> Response:
@@ -415,9 +411,7 @@ class AreasStandin(StandinServer):
             return validation_error("update_params", "update_params must be a non-empty object")
         status = params.get("status")
         if "status" in params and status not in AREA_STATUSES:
-            return validation_error(
-                "status", f"status must be one of {', '.join(AREA_STATUSES)}; got {status!r}"
-            )
+            return validation_error("status", f"status must be one of {', '.join(AREA_STATUSES)}; got {status!r}")
         now = _now_iso()
         updated = []
         with self._store:

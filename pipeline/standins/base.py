@@ -59,7 +59,9 @@ class Fault:
     delay: float = 0.0
 
 
-def json_response(status: int, payload, headers: dict[str, str] | None = None, content_type: str | None = None) -> Response:
+def json_response(
+    status: int, payload, headers: dict[str, str] | None = None, content_type: str | None = None
+) -> Response:
     return Response(status=status, body=payload, headers=headers or {}, content_type=content_type)
 
 
@@ -83,7 +85,7 @@ class StandinServer:
         assert self._httpd is not None, "server not started"
         return f"http://{self.host}:{self._httpd.server_address[1]}"
 
-    def start(self) -> "StandinServer":
+    def start(self) -> StandinServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):

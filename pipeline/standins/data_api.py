@@ -97,9 +97,7 @@ class DataApiStandin(StandinServer):
 
     name = "data-api"
 
-    def __init__(
-        self, token: str = "demo-data-api-token", polls_until_saved: int = 1, source_reader=None, **kw
-    ):
+    def __init__(self, token: str = "demo-data-api-token", polls_until_saved: int = 1, source_reader=None, **kw):
         super().__init__(**kw)
         self.source_reader = source_reader
         if polls_until_saved < 0:
@@ -206,11 +204,7 @@ class DataApiStandin(StandinServer):
             rec["is_latest"] = name == v
 
     def _public(self, record: dict) -> dict:
-        out = {
-            k: copy.deepcopy(val)
-            for k, val in record.items()
-            if not k.startswith("_") and k != "creation_options"
-        }
+        out = {k: copy.deepcopy(val) for k, val in record.items() if not k.startswith("_") and k != "creation_options"}
         out["assets"] = (
             [
                 [
@@ -271,9 +265,7 @@ class DataApiStandin(StandinServer):
                 missing.append(uri)
         return texts, missing
 
-    def _read_sources(
-        self, record: dict, uris: list[str], texts: list[str | None]
-    ) -> tuple[list[dict], str | None]:
+    def _read_sources(self, record: dict, uris: list[str], texts: list[str | None]) -> tuple[list[dict], str | None]:
         """Rows of the readable sources, or an error message when a header does not fit the schema."""
         options = record["creation_options"]
         delimiter = options.get("delimiter", "\t")
@@ -371,9 +363,7 @@ class DataApiStandin(StandinServer):
         if st != "table":
             return errors
         if co.get("source_driver") != "text":
-            errors.append(
-                _err(base + ["source_driver"], "value is not a valid enumeration member; permitted: 'text'")
-            )
+            errors.append(_err(base + ["source_driver"], "value is not a valid enumeration member; permitted: 'text'"))
         errors += self._validate_uris(co.get("source_uri"), base + ["source_uri"])
         if co.get("delimiter", ",") not in DELIMITERS:
             errors.append(
@@ -383,9 +373,7 @@ class DataApiStandin(StandinServer):
                 )
             )
         if "has_header" in co and not isinstance(co["has_header"], bool):
-            errors.append(
-                _err(base + ["has_header"], "value could not be parsed to a boolean", "type_error.bool")
-            )
+            errors.append(_err(base + ["has_header"], "value could not be parsed to a boolean", "type_error.bool"))
         schema = co.get("table_schema")
         names: list[str] = []
         if schema is not None:
@@ -393,11 +381,7 @@ class DataApiStandin(StandinServer):
                 errors.append(_err(base + ["table_schema"], "value is not a valid list", "type_error.list"))
             else:
                 for i, col in enumerate(schema):
-                    if (
-                        not isinstance(col, dict)
-                        or not isinstance(col.get("name"), str)
-                        or not col.get("name")
-                    ):
+                    if not isinstance(col, dict) or not isinstance(col.get("name"), str) or not col.get("name"):
                         errors.append(
                             _err(
                                 base + ["table_schema", str(i), "name"],
@@ -443,9 +427,7 @@ class DataApiStandin(StandinServer):
                         )
                     )
         parts = co.get("partitions")
-        if parts is not None and (
-            not isinstance(parts, dict) or parts.get("partition_type") not in PARTITION_TYPES
-        ):
+        if parts is not None and (not isinstance(parts, dict) or parts.get("partition_type") not in PARTITION_TYPES):
             errors.append(
                 _err(
                     base + ["partitions", "partition_type"],
@@ -456,15 +438,11 @@ class DataApiStandin(StandinServer):
 
     @staticmethod
     def _extra_fields(body: dict, allowed: set[str]) -> list[dict]:
-        return [
-            _err([k], "extra fields not permitted", "value_error.extra") for k in body if k not in allowed
-        ]
+        return [_err([k], "extra fields not permitted", "value_error.extra") for k in body if k not in allowed]
 
     # -- routing -------------------------------------------------------------------------------
     def _authorized(self, req: Request) -> bool:
-        return (
-            req.headers.get("Authorization") or req.headers.get("authorization") or ""
-        ) == f"Bearer {self.token}"
+        return (req.headers.get("Authorization") or req.headers.get("authorization") or "") == f"Bearer {self.token}"
 
     def handle(self, req: Request) -> Response:
         parts = [p for p in req.path.split("/") if p]
@@ -569,9 +547,7 @@ class DataApiStandin(StandinServer):
             texts, missing = self._fetch_all(uris)
             if missing:
                 return failed(400, f"Cannot access all of the source files. Non-existing files: {missing}")
-            rec = self._new_version(
-                ds, v, copy.deepcopy(body["creation_options"]), body.get("metadata") or {}
-            )
+            rec = self._new_version(ds, v, copy.deepcopy(body["creation_options"]), body.get("metadata") or {})
             self._start_job(ds, v, rec, uris, texts, "Version creation: loading source files")
             return ok(self._public(rec), 202, headers={"Location": f"/{ds}/{v}"})
         if rec is None:
@@ -579,9 +555,7 @@ class DataApiStandin(StandinServer):
         if req.method == "PATCH":
             errors = self._extra_fields(body, {"is_latest", "metadata", "is_downloadable"})
             if "is_latest" in body and not isinstance(body["is_latest"], bool):
-                errors.append(
-                    _err(["is_latest"], "value could not be parsed to a boolean", "type_error.bool")
-                )
+                errors.append(_err(["is_latest"], "value could not be parsed to a boolean", "type_error.bool"))
             if "metadata" in body and not isinstance(body["metadata"], dict):
                 errors.append(_err(["metadata"], "value is not a valid dict", "type_error.dict"))
             if errors:
@@ -598,8 +572,7 @@ class DataApiStandin(StandinServer):
             if rec["is_latest"] and len(ds_rec["versions"]) > 1:
                 return failed(
                     409,
-                    "Deletion failed. You cannot delete a version tagged as latest "
-                    "while other versions exist.",
+                    "Deletion failed. You cannot delete a version tagged as latest while other versions exist.",
                 )
             del ds_rec["versions"][v]
             return ok(self._public(rec))
@@ -615,9 +588,7 @@ class DataApiStandin(StandinServer):
         if errors:
             return failed(422, errors)
         if rec["status"] != "saved":
-            return failed(
-                409, f"Version {ds}.{v} has status {rec['status']!r}; only saved versions can be appended to"
-            )
+            return failed(409, f"Version {ds}.{v} has status {rec['status']!r}; only saved versions can be appended to")
         uris = list(body["source_uri"])
         texts, missing = self._fetch_all(uris)
         if missing:

@@ -31,9 +31,7 @@ from pipeline.standins.fire_samples import CSV_COLUMNS, empty_fires, generate_fi
 
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 INVALID_KEY_BODY = "Invalid MAP_KEY."
-OVER_QUOTA_BODY = (
-    "MAP_KEY is invalid or your have exceeded your transaction/time limit. Please try again later."
-)
+OVER_QUOTA_BODY = "MAP_KEY is invalid or your have exceeded your transaction/time limit. Please try again later."
 
 #: Malformed lines added to every served CSV that has rows (when `malformed_rows`).
 MALFORMED_PER_FILE = 2
@@ -216,9 +214,7 @@ class FirmsStandin(StandinServer):
         return _text(404, "Not Found")
 
     def _global(self, m: re.Match) -> Response:
-        product = next(
-            (p for p in GLOBAL_PRODUCTS.values() if p.directory == m["dir"] and p.name == m["name"]), None
-        )
+        product = next((p for p in GLOBAL_PRODUCTS.values() if p.directory == m["dir"] and p.name == m["name"]), None)
         if product is None:
             return _text(404, "Not Found")
         with self._state:
@@ -238,9 +234,7 @@ class FirmsStandin(StandinServer):
             return _text(400, INVALID_KEY_BODY)
         source = m["source"]
         if source not in AREA_SOURCE_INSTRUMENT:
-            return _text(
-                400, f"Invalid SOURCE: {source}. Valid sources: {', '.join(AREA_SOURCE_INSTRUMENT)}."
-            )
+            return _text(400, f"Invalid SOURCE: {source}. Valid sources: {', '.join(AREA_SOURCE_INSTRUMENT)}.")
         try:
             day_range = int(m["range"])
         except ValueError:
@@ -252,9 +246,7 @@ class FirmsStandin(StandinServer):
             try:
                 west, south, east, north = (float(v) for v in m["area"].split(","))
             except ValueError:
-                return _text(
-                    400, f"Invalid area coordinates: {m['area']}. Expects world or west,south,east,north."
-                )
+                return _text(400, f"Invalid area coordinates: {m['area']}. Expects world or west,south,east,north.")
             bbox = (west, south, east, north)
         with self._state:
             if m["date"]:
