@@ -21,6 +21,8 @@ setup(
         f"dagster=={DAGSTER_VERSION}",
         f"dagster-webserver=={DAGSTER_VERSION}",
         f"dagster-graphql=={DAGSTER_VERSION}",
+        # The `dg` CLI (dg check defs, dg dev, dg launch) for this setup.py project (pyproject [tool.dg]).
+        f"dagster-dg-cli=={DAGSTER_VERSION}",
         f"dagster-aws=={DAGSTER_LIBS_VERSION}",
         f"dagster-postgres=={DAGSTER_LIBS_VERSION}",
         f"dagster-k8s=={DAGSTER_LIBS_VERSION}",

@@ -148,6 +148,15 @@ def test_nightly_sync_end_to_end(storage_url, services):
         pub = pd.DataFrame([r for v in dapi.datasets[ds]["versions"] for r in dapi.rows(ds, v)])
         assert int(pub["alert__count"].astype(int).sum()) == int(daily.alert__count.sum())
 
+        # Every materialisation says where its output lives, how many rows and which columns;
+        # no secret appears in any event (metadata or log).
+        for mat in r1.get_asset_materialization_events():
+            meta = mat.event_specific_data.materialization.metadata
+            assert {"dagster/uri", "dagster/row_count", "dagster/column_schema"} <= set(meta), mat.asset_key
+        everything = "\n".join(str(e) for e in instance.all_logs(r1.run_id))
+        for secret in (firms.map_key, gfw.token, gfw.api_key, dapi.token):
+            assert secret not in everything
+
         # Re-running the same partition changes nothing and appends nothing.
         n_appends = sum(len(dapi.appended(ds, v)) for v in dapi.datasets[ds]["versions"])
         r1b = run(defs, "nightly_sync", instance, day=d1)
@@ -277,3 +286,28 @@ def test_user_areas_holds_10000_pending_areas_in_one_sync(local_storage_url):
         meta = res.asset_materializations_for_node("areas__user_areas")[0].metadata
         assert meta["dagster/row_count"].value == 10_000
         assert meta["rejected_areas"].value == int((table.status == "rejected").sum()) > 0
+
+
+def test_without_data_api_tables_stay_in_storage(local_storage_url, services):
+    firms, gfw, dapi = services
+    st = Storage(local_storage_url)
+    defs = build_defs(make_resources(local_storage_url, firms, gfw, dapi, data_api=False))
+    with dg.instance_for_test() as instance:
+        assert run(defs, "nightly_sync", instance, day=(TODAY - timedelta(days=1)).isoformat()).success
+    assert dapi.calls == []  # never contacted
+    assert st.list("fire_stats/viirs/daily_alerts") and st.list("fire_stats/modis/weekly_alerts")
+    assert "saved" in set(gfw.statuses().values())  # statistics are ready in storage
+
+
+def test_dead_source_fails_the_step_naming_it(local_storage_url, services):
+    from pipeline_tests.conftest import free_port
+
+    firms, gfw, dapi = services
+    resources = make_resources(local_storage_url, firms, gfw, dapi, data_api=False)
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    resources["firms"] = FirmsResource(base_url=dead, today=TODAY.isoformat(), backoff=0.01, max_retries=2, timeout=2)
+    with dg.instance_for_test() as instance:
+        res = run(build_defs(resources), "viirs_fires_job", instance, day=(TODAY - timedelta(days=1)).isoformat())
+    assert not res.success
+    text = step_errors(res)
+    assert "FIRMS" in text and "after 3 attempts" in text and "ConnectionError" in text

@@ -101,3 +101,50 @@ def test_sync_exits_nonzero_when_a_source_is_down(tmp_path, standins):
 def test_sync_rejects_a_bad_date(tmp_path):
     out = geopump("sync", "--date", "2026-02-30", env={**os.environ, "DAGSTER_HOME": str(tmp_path)})
     assert out.returncode == 2 and "is not a YYYY-MM-DD date" in out.stderr
+
+
+@pytest.mark.e2e
+def test_demo_ui_serves_the_materialised_assets(tmp_path):
+    import signal
+    import time
+
+    import requests
+
+    from pipeline_tests.conftest import free_port
+
+    port = free_port()
+    exe = shutil.which("geopump")
+    proc = subprocess.Popen(
+        [exe, "demo", "--dir", str(tmp_path / "demo"), "--days", "1", "--areas", "30", "--ui", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        ready = False
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                ready = requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok
+            except requests.RequestException:
+                ready = False
+            if ready:
+                break
+            time.sleep(2)
+        assert ready, "the demo UI never answered"
+        query = "{ assetNodes { assetKey { path } } }"
+        body = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=60).json()
+        keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
+        assert {"fires/viirs_alerts", "areas/user_areas", "publish/gfw_fire_tables"} <= keys
+        runs = "{ runsOrError { ... on Runs { results { status } } } }"
+        body = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": runs}, timeout=60).json()
+        assert [r["status"] for r in body["data"]["runsOrError"]["results"]] == ["SUCCESS"]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # the demo stops `dagster dev` and its stand-ins on Ctrl-C
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

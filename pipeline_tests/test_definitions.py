@@ -80,3 +80,26 @@ def test_bad_partition_keys_are_rejected(bad):
     from pipeline.partitions import daily_partitions
 
     assert not daily_partitions.has_partition_key(bad)
+
+
+@pytest.mark.slow
+def test_dg_check_defs_accepts_the_project(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    exe = shutil.which("dg") or str(Path(sys.executable).parent / "dg")
+    out = subprocess.run(
+        [exe, "check", "defs"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "All definitions loaded successfully" in out.stdout + out.stderr

@@ -4,7 +4,9 @@ import dagster as dg
 
 from pipeline import constants as C
 from pipeline.assets.areas import USER_AREAS
+from pipeline.assets.common import column_schema
 from pipeline.assets.fire_stats import daily_key, history_key
+from pipeline.lib.fire_stats import DAILY_SCHEMA
 from pipeline.lib.fire_tables import ID
 from pipeline.lib.publish import publish_incremental
 from pipeline.resources import AreasResource, DataApiResource, StorageResource
@@ -73,6 +75,8 @@ def gfw_fire_tables(
         metadata={
             "dagster/uri": dg.MetadataValue.path(st.uri("publish")),
             "dagster/row_count": dg.MetadataValue.int(sum(r["rows_appended"] for r in reports.values())),
+            # Rows appended are daily/weekly table rows; the daily table's columns describe them.
+            "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(DAILY_SCHEMA)),
             "published": dg.MetadataValue.json(reports),
             "data_api_enabled": data_api.enabled,
             "areas_marked_saved": len(to_save),
