@@ -52,6 +52,46 @@ def run_nightly(day: str, echo=click.echo) -> bool:
         return result.success
 
 
+#: Demo tiles under the sample hotspots (Rondônia, Pará, Congo basin, Kalimantan), so areas get statistics.
+DEMO_TILES = ("10S_070W", "00N_060W", "00N_020E", "00N_110E")
+
+
+def build_releases(echo=click.echo) -> bool:
+    """Build every product's tiles for its newest release and publish it, as the release sensors would."""
+    import dagster as dg
+
+    from pipeline.assets.deforestation import PRODUCTS, RELEASE_TAG, discover_release, integrated_inputs
+    from pipeline.definitions import build_defs, resources_from_env
+    from pipeline.lib.storage import Storage
+
+    resources = resources_from_env()
+    defs = build_defs(resources)
+    # Resolve the EnvVar-backed resources the way a run would, to discover the releases.
+    sources = resources["sources"].process_config_and_initialize()
+    storage = Storage(resources["storage"].process_config_and_initialize().url)
+    ok = True
+    with dg.DagsterInstance.get() as instance:
+        for product in PRODUCTS:
+            if product == "integrated_alerts":
+                info = integrated_inputs(storage)
+                version, tiles = info["version"], info["tiles"]
+            else:
+                rel = discover_release(product, sources)
+                version, tiles = rel.version, sorted(rel.tiles)
+            job = defs.resolve_job_def(f"{product}_tiles_job")
+            for tile in tiles:
+                res = job.execute_in_process(
+                    partition_key=tile, tags={RELEASE_TAG: version}, instance=instance, raise_on_error=False
+                )
+                ok = ok and res.success
+            res = defs.resolve_job_def(f"{product}_release_job").execute_in_process(
+                tags={RELEASE_TAG: version}, instance=instance, raise_on_error=False
+            )
+            ok = ok and res.success
+            echo(f"  {product:26s} {version:22s} {len(tiles)} tiles {'published' if res.success else 'FAILED'}")
+    return ok
+
+
 @click.group()
 def main():
     """geopump: Dagster assets for forest and fire monitoring."""
@@ -95,19 +135,27 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
     home = prepare_home(root / "dagster_home")
     today = _utc_today()
     areas, geostores = generate_areas(n_areas, seed=7, hotspots=[(h.lon, h.lat) for h in SAMPLE_HOTSPOTS])
+    from pipeline.standins.gcs import GcsStandin
+
     firms = FirmsStandin(today=today, seed=7).start()
+    gcs = GcsStandin().start()
+    gcs.seed_sources(today, size=256, tiles=DEMO_TILES)
     gfw = AreasStandin(areas=areas, geostores=geostores).start()
     data_api = DataApiStandin().start()
     env = {
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": str(root / "storage"),
         **standin_env(firms, gfw, data_api),
+        "GCS_URL": gcs.url,
+        "GEOPUMP_EXPECTED_TILES": str(len(DEMO_TILES)),
     }
     os.environ.update(env)
-    click.echo(f"stand-ins: FIRMS {firms.url}  Areas/Geostore {gfw.url}  Data API {data_api.url}")
+    click.echo(f"stand-ins: FIRMS {firms.url}  Areas/Geostore {gfw.url}  Data API {data_api.url}  GCS {gcs.url}")
     click.echo(f"instance: {home}   storage: {env['GEOPUMP_STORAGE_URL']}")
     ok = True
     try:
+        click.echo("tile releases (GCS stand-in -> COGs -> published versions)")
+        ok = build_releases() and ok
         for i in range(days - 1, -1, -1):
             day = (today - timedelta(days=i)).isoformat()
             click.echo(f"nightly_sync {day}")
@@ -134,7 +182,7 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
     finally:
-        for srv in (firms, gfw, data_api):
+        for srv in (firms, gfw, data_api, gcs):
             srv.stop()
     click.echo("demo finished: success" if ok else "demo finished: FAILED")
     sys.exit(0 if ok else 1)

@@ -5,6 +5,9 @@ FIRES = "fires"
 AREAS = "areas"
 FIRE_STATS = "fire_stats"
 PUBLISH = "publish"
+FOREST = "forest"
+DEFORESTATION = "deforestation"
+ZONAL = "zonal"
 
 # Concurrency pools (limits in dagster.yaml / Helm). One writer per fire-stats product, so the
 # daily-table merges of the day asset and the new-area history asset never race.

@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from pipeline.assets import areas, fire_stats, fires, publish
+from pipeline.assets import areas, deforestation, fire_stats, fires, publish, zonal_stats
 from pipeline.jobs import JOBS, SCHEDULES
 from pipeline.resources import (
     AreasResource,
@@ -13,6 +13,7 @@ from pipeline.resources import (
     FirmsResource,
     SlackResource,
     StorageResource,
+    TileSourcesResource,
 )
 from pipeline.sensors import SENSORS
 
@@ -31,6 +32,9 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "GFW_DATA_API_TOKEN": None,
     "DASK_SCHEDULER_ADDRESS": None,
     "SLACK_WEBHOOK_URL": None,
+    "GCS_URL": "https://storage.googleapis.com",
+    "GCS_TOKEN": None,
+    "GEOPUMP_EXPECTED_TILES": None,
 }
 
 
@@ -51,10 +55,20 @@ def resources_from_env() -> dict:
         "data_api": DataApiResource(base_url=_env("GFW_DATA_API_URL"), token=_env("GFW_DATA_API_TOKEN")),
         "dask": DaskResource(scheduler_address=_env("DASK_SCHEDULER_ADDRESS")),
         "slack": SlackResource(webhook_url=_env("SLACK_WEBHOOK_URL")),
+        "sources": TileSourcesResource(
+            base_url=_env("GCS_URL"), token=_env("GCS_TOKEN"), expected_tiles=_env("GEOPUMP_EXPECTED_TILES")
+        ),
     }
 
 
-ASSETS = [*fires.ASSETS, *areas.ASSETS, *fire_stats.ASSETS, *publish.ASSETS]
+ASSETS = [
+    *fires.ASSETS,
+    *areas.ASSETS,
+    *fire_stats.ASSETS,
+    *publish.ASSETS,
+    *deforestation.ASSETS,
+    *zonal_stats.ASSETS,
+]
 
 
 def build_defs(resources: dict | None = None) -> dg.Definitions:

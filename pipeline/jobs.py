@@ -11,7 +11,7 @@ from pipeline.assets.publish import PUBLISHED
 #: Everything GFW's datapump did at night: fires, areas, statistics, publishing.
 nightly_sync = dg.define_asset_job(
     "nightly_sync",
-    selection=dg.AssetSelection.groups(C.FIRES, C.AREAS, C.FIRE_STATS, C.PUBLISH),
+    selection=dg.AssetSelection.groups(C.FIRES, C.AREAS, C.FIRE_STATS, C.PUBLISH, C.ZONAL),
     description=(
         "The nightly sync for one UTC day: fetch VIIRS and MODIS fire alerts, sync pending user areas, count "
         "fires for all areas (full history for new areas), publish to the GFW Data API and mark areas saved."
@@ -47,5 +47,36 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(partition_key=day, run_key=f"nightly:{day}")
 
 
-JOBS = [nightly_sync, viirs_fires_job, modis_fires_job]
+def _tile_jobs():
+    from pipeline.assets.deforestation import PRODUCTS, product_key, release_key
+
+    tiles = {
+        p: dg.define_asset_job(
+            f"{p}_tiles_job",
+            selection=dg.AssetSelection.assets(product_key(p)),
+            description=f"Build {p} tiles (one run per tile) for one release.",
+        )
+        for p in PRODUCTS
+    }
+    releases = {
+        p: dg.define_asset_job(
+            f"{p}_release_job",
+            selection=dg.AssetSelection.assets(release_key(p)),
+            description=f"Publish a complete {p} release and prune old versions.",
+        )
+        for p in PRODUCTS
+    }
+    return tiles, releases
+
+
+TILE_JOBS, RELEASE_JOBS = _tile_jobs()
+
+#: Zonal statistics of user areas for a range of syncs (what `zonal_on_new_release` runs).
+zonal_job = dg.define_asset_job(
+    "zonal_user_areas_job",
+    selection=dg.AssetSelection.groups(C.ZONAL),
+    description="Tree cover loss and integrated-alert statistics for the areas of a range of syncs.",
+)
+
+JOBS = [nightly_sync, viirs_fires_job, modis_fires_job, zonal_job, *TILE_JOBS.values(), *RELEASE_JOBS.values()]
 SCHEDULES = [nightly_schedule]

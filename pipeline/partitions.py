@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipeline.constants import HISTORY_START
+from pipeline.lib.tiles import HANSEN_TILE_IDS
 
 #: UTC days. `end_offset=1` includes today: FIRMS publishes near-real-time detections for the
 #: current UTC day, and the FIRMS sensor re-runs a day whenever its data changes.
@@ -12,3 +13,7 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=HISTORY_START, timezo
 #: so a backfill fetches each past day exactly once, and one policy for all assets lets the nightly
 #: job carry them together.
 daily_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=5)
+
+#: The 504 GFW 10x10° tiles of the Hansen grid (top-left ids such as `10N_020E`). Static: the grid
+#: never changes; which tiles a release holds is checked by each source's release asset.
+tile_partitions = dg.StaticPartitionsDefinition(HANSEN_TILE_IDS)

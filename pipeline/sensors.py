@@ -8,7 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.jobs import modis_fires_job, viirs_fires_job
-from pipeline.resources import FirmsResource, SlackResource
+from pipeline.lib.http import SourceError
+from pipeline.resources import FirmsResource, SlackResource, StorageResource, TileSourcesResource
 
 #: FIRMS global products per fire product. The sensor polls the small 24h files (today and
 #: yesterday, UTC); the 7-day files cost up to ~100 MB per tick and the sensor has 60 s.
@@ -166,4 +167,162 @@ def slack_on_run_failure(context: dg.RunFailureSensorContext, slack: SlackResour
     notifier.post(failure_message(context.dagster_run.job_name, context.dagster_run.run_id, error, steps))
 
 
-SENSORS = [firms_new_data_sensor, slack_on_run_failure]
+# -- tile releases ---------------------------------------------------------------------------------------
+
+
+def plan_release(raw_cursor: str | None, latest: tuple[str, list[str]] | None, tile_runs: dict[str, str]):
+    """What a release sensor does this tick.
+
+    Args:
+        raw_cursor: {"version", "published"} from the last tick (anything unreadable starts over).
+        latest: (version, tiles) of the newest complete upstream release, or None if there is none.
+        tile_runs: tile -> status of the newest run of this version's tile job ("SUCCESS", "FAILURE", ...).
+
+    Returns:
+        (action, version, tiles, cursor) with action "tiles" (request every tile), "publish", "wait" or "none".
+    """
+    try:
+        state = json.loads(raw_cursor) if raw_cursor else {}
+        if not isinstance(state, dict):
+            state = {}
+    except ValueError:
+        state = {}
+    if latest is None:
+        return "none", None, [], state
+    version, tiles = latest
+    if state.get("version") != version:
+        return "tiles", version, tiles, {"version": version, "published": False}
+    if state.get("published"):
+        return "none", version, [], state
+    if all(tile_runs.get(t) == "SUCCESS" for t in tiles):
+        return "publish", version, [], {"version": version, "published": True}
+    return "wait", version, [t for t in tiles if tile_runs.get(t) != "SUCCESS"], state
+
+
+def build_release_sensor(product: str, tiles_job, release_job):
+    from pipeline.assets.deforestation import RELEASE_TAG, discover_release, integrated_inputs
+
+    @dg.sensor(
+        name=f"{product}_release_sensor",
+        jobs=[tiles_job, release_job],
+        minimum_interval_seconds=3600,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Detects a new complete {product} release, requests every tile of it, and once all tile runs "
+            "succeeded requests the release run that publishes it. Run keys carry the version."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext, sources: TileSourcesResource, storage: StorageResource):
+        try:
+            if product == "integrated_alerts":
+                info = integrated_inputs(storage.storage())
+                latest = (info["version"], info["tiles"])
+            else:
+                rel = discover_release(product, sources)
+                latest = (rel.version, sorted(rel.tiles))
+        except (ValueError, SourceError) as exc:  # no complete release yet, or the source is down
+            return dg.SkipReason(f"no complete {product} release: {exc}")
+        runs = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=tiles_job.name, tags={RELEASE_TAG: latest[0]}), limit=5000
+        )
+        tile_runs: dict[str, str] = {}
+        for run in reversed(list(runs)):  # oldest first, so the newest run of a tile wins
+            tile_runs[run.tags.get("dagster/partition", "")] = run.status.value
+        action, version, tiles, state = plan_release(context.cursor, latest, tile_runs)
+        cursor = json.dumps(state, sort_keys=True)
+        if action == "tiles":
+            return dg.SensorResult(
+                run_requests=[
+                    dg.RunRequest(
+                        job_name=tiles_job.name,
+                        partition_key=t,
+                        run_key=f"{product}:{version}:{t}",
+                        tags={RELEASE_TAG: version},
+                    )
+                    for t in tiles
+                ],
+                cursor=cursor,
+            )
+        if action == "publish":
+            return dg.SensorResult(
+                run_requests=[
+                    dg.RunRequest(
+                        job_name=release_job.name, run_key=f"{product}:{version}:publish", tags={RELEASE_TAG: version}
+                    )
+                ],
+                cursor=cursor,
+            )
+        reason = f"{len(tiles)} tiles of {version} not done yet" if action == "wait" else "nothing new"
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+
+    return _sensor
+
+
+def _release_sensors():
+    from pipeline.jobs import RELEASE_JOBS, TILE_JOBS
+
+    return [build_release_sensor(p, TILE_JOBS[p], RELEASE_JOBS[p]) for p in TILE_JOBS]
+
+
+def range_chunks(keys: list[str], size: int = 5) -> list[tuple[str, str]]:
+    """Consecutive daily keys grouped into (start, end) ranges of at most `size` days."""
+    from datetime import date as _date
+
+    out: list[tuple[str, str]] = []
+    start = prev = None
+    n = 0
+    for k in sorted(keys):
+        d = _date.fromisoformat(k)
+        if start is not None and n < size and (d - prev).days == 1:
+            prev, n = d, n + 1
+            continue
+        if start is not None:
+            out.append((start.isoformat(), prev.isoformat()))
+        start = prev = d
+        n = 1
+    if start is not None:
+        out.append((start.isoformat(), prev.isoformat()))
+    return out
+
+
+@dg.sensor(
+    name="zonal_on_new_release",
+    minimum_interval_seconds=600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "When a new tree cover loss or integrated alerts version is published, recomputes the zonal statistics of "
+        "every area sync against it (range runs of up to 5 syncs; run keys carry the versions)."
+    ),
+)
+def zonal_on_new_release(context: dg.SensorEvaluationContext, storage: StorageResource):
+    from pipeline.assets.areas import USER_AREAS
+    from pipeline.assets.deforestation import published
+    from pipeline.jobs import zonal_job
+
+    st = storage.storage()
+    now = {
+        "tcl": (published(st, "tree_cover_loss") or {}).get("version"),
+        "alerts": (published(st, "integrated_alerts") or {}).get("version"),
+    }
+    try:
+        before = json.loads(context.cursor) if context.cursor else {}
+        if not isinstance(before, dict):
+            before = {}
+    except ValueError:
+        before = {}
+    cursor = json.dumps(now, sort_keys=True)
+    if not any(now.values()) or now == {k: before.get(k) for k in now}:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no newly published version"), cursor=cursor)
+    syncs = sorted(context.instance.get_materialized_partitions(USER_AREAS))
+    requests = [
+        dg.RunRequest(
+            job_name=zonal_job.name,
+            run_key=f"zonal:{now['tcl']}:{now['alerts']}:{a}:{b}",
+            tags={"dagster/asset_partition_range_start": a, "dagster/asset_partition_range_end": b},
+        )
+        for a, b in range_chunks(syncs)
+    ]
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+SENSORS = [firms_new_data_sensor, slack_on_run_failure, zonal_on_new_release, *_release_sensors()]

@@ -21,6 +21,7 @@ from pipeline.resources import (
     FirmsResource,
     SlackResource,
     StorageResource,
+    TileSourcesResource,
 )
 from pipeline.standins.area_samples import approx_area_ha, generate_areas, geostore_hash
 from pipeline.standins.areas import AreasStandin
@@ -56,6 +57,7 @@ def make_resources(storage_url, firms, gfw, dapi, data_api=True):
         ),
         "dask": DaskResource(n_workers=1, processes=False),
         "slack": SlackResource(),
+        "sources": TileSourcesResource(),
     }
 
 

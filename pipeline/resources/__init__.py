@@ -1,6 +1,12 @@
 """pipeline.resources: the ConfigurableResources every asset, sensor and job uses."""
 
-from pipeline.resources.apis import AreasResource, DataApiResource, FirmsResource, SlackResource
+from pipeline.resources.apis import (
+    AreasResource,
+    DataApiResource,
+    FirmsResource,
+    SlackResource,
+    TileSourcesResource,
+)
 from pipeline.resources.dask import DaskResource
 from pipeline.resources.storage import StorageResource
 
@@ -11,4 +17,5 @@ __all__ = [
     "FirmsResource",
     "SlackResource",
     "StorageResource",
+    "TileSourcesResource",
 ]

@@ -99,3 +99,63 @@ class SlackResource(dg.ConfigurableResource):
         from pipeline.lib.notify import SlackNotifier
 
         return SlackNotifier(self.webhook_url) if self.webhook_url else None
+
+
+class TileSourcesResource(dg.ConfigurableResource):
+    """Google Cloud Storage buckets with the Hansen, GLAD-L, GLAD-S2 and RADD tiles, and their release rules.
+
+    The expected tile counts are datapump's completeness rules (GLAD-L exactly 115, RADD 208 or 209, GLAD-S2 18);
+    they are configuration so a regional deployment (or the demo) can use a smaller grid.
+    """
+
+    base_url: str = Field(default="https://storage.googleapis.com", description="GCS_URL")
+    token: str | None = Field(
+        default=None, description="GCS_TOKEN (secret, optional bearer token for private buckets)."
+    )
+    hansen_bucket: str = "earthenginepartners-hansen"
+    radd_bucket: str = "gfw_gee_export"
+    hansen_tiles: int | None = Field(default=504, description="Tiles per complete Hansen GFC layer (None: no check).")
+    glad_l_tiles: int = 115
+    glad_s2_tiles: int = 18
+    radd_tiles: list[int] = [208, 209]
+    expected_tiles: str | None = Field(
+        default=None,
+        description="GEOPUMP_EXPECTED_TILES: one tile count for every source (a regional grid or the demo); "
+        "unset = the counts above.",
+    )
+    keep_versions: int = Field(default=2, description="Published versions kept per source; older ones are pruned.")
+    timeout: float = 300.0
+    max_retries: int = 4
+    backoff: float = 2.0
+    today: str | None = Field(default=None, description="Pin 'today' (YYYY-MM-DD) for GLAD-L release discovery.")
+
+    def client(self):
+        from pipeline.lib.gcs import GcsClient
+
+        return GcsClient(
+            base_url=self.base_url,
+            token=self.token or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+        )
+
+    def today_utc(self) -> date:
+        if self.today:
+            return date.fromisoformat(self.today)
+        return datetime.now(UTC).date()
+
+    def counts(self) -> dict:
+        """Expected complete-release tile counts per source, after GEOPUMP_EXPECTED_TILES."""
+        if self.expected_tiles:
+            try:
+                n = int(self.expected_tiles)
+            except ValueError:
+                raise ValueError(f"GEOPUMP_EXPECTED_TILES={self.expected_tiles!r} is not a whole number") from None
+            return {"hansen": n, "glad_l": n, "glad_s2": n, "radd": (n,)}
+        return {
+            "hansen": self.hansen_tiles,
+            "glad_l": self.glad_l_tiles,
+            "glad_s2": self.glad_s2_tiles,
+            "radd": tuple(self.radd_tiles),
+        }
