@@ -284,3 +284,34 @@ def test_zonal_statistics_for_user_areas(local_storage_url, gcs):
             got = int(daily.loc[daily.geostore__id == gid, "alert__count"].sum())
             assert got == int(((data > 0) & mask).sum()), gid
     assert f"{ALERT_PREFIX}__confidence" in daily.columns
+
+
+def test_zonal_statistics_for_a_sync_without_areas(local_storage_url, gcs):
+    import geopandas as gpd
+
+    from pipeline import constants as C
+    from pipeline.assets.zonal_stats import alerts_path, user_area_integrated_alerts, user_area_tree_cover_loss
+
+    srv, expected = gcs
+    st = Storage(local_storage_url)
+    res = resources(local_storage_url, srv.url)
+    sync = "2026-11-19"
+    empty = gpd.GeoDataFrame({"area_id": [], "geostore__id": [], "status": []}, geometry=[], crs=4326)
+    st.write_parquet(C.user_areas_path(sync), empty)
+    with dg.instance_for_test() as instance:
+        for product, src in (
+            ("tree_cover_loss", "hansen"),
+            ("tree_cover_density_2000", "hansen"),
+            ("radd_alerts", "radd"),
+        ):
+            assert build(product, expected[src]["tiles"], res, instance).success
+        assert build("integrated_alerts", expected["radd"]["tiles"], res, instance).success
+        out = dg.materialize(
+            [user_area_tree_cover_loss, user_area_integrated_alerts],
+            partition_key=sync,
+            resources=res,
+            instance=instance,
+        )
+    assert out.success
+    daily = st.read_parquet(alerts_path(published(st, "integrated_alerts")["version"], "daily_alerts", sync))
+    assert daily.empty and "alert__count" in daily.columns

@@ -70,6 +70,12 @@ def needed_tiles(features, available: list[str]) -> list[str]:
     return sorted(wanted & set(available))
 
 
+def _empty(schema):
+    import pandas as pd
+
+    return pd.DataFrame({name: pd.Series(dtype="object" if t == "str" else t) for name, t, _ in schema})
+
+
 def _sync_features(st, sync_day: str):
     rel = C.user_areas_path(sync_day)
     if not st.exists(rel):
@@ -106,6 +112,9 @@ def user_area_tree_cover_loss(context: dg.AssetExecutionContext, storage: Storag
     rows, paths = 0, []
     for sync_day in context.partition_keys:
         features = _sync_features(st, sync_day)
+        if features.empty:  # a sync without new accepted areas: an empty table, not an error
+            paths.append(st.write_parquet(tcl_path(version, sync_day), _empty(TCL_SCHEMA)))
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             tiles = needed_tiles(features, sorted(set(loss["tiles"]) & set(tcd["tiles"])))
             table = Z.tcl_stats(
@@ -156,6 +165,13 @@ def user_area_integrated_alerts(context: dg.AssetExecutionContext, storage: Stor
     rows, paths = 0, []
     for sync_day in context.partition_keys:
         features = _sync_features(st, sync_day)
+        if features.empty:  # a sync without new accepted areas: empty tables, not an error
+            empty = _empty(ALERT_SCHEMA)
+            paths.append(st.write_parquet(alerts_path(version, "daily_alerts", sync_day), empty))
+            st.write_parquet(
+                alerts_path(version, "weekly_alerts", sync_day), Z.alert_weekly(empty, prefix=ALERT_PREFIX)
+            )
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             tiles = needed_tiles(features, pub["tiles"])
             daily = Z.alert_stats(
