@@ -53,10 +53,14 @@ setup(
             "pytest-timeout>=2.2",
             "moto[server]>=5.0",
             "jsonschema>=4.18",
+            # The zonal engine's accuracy oracle (test_zonal compares loss areas with it).
+            "exactextract>=0.3.0",
         ],
         "bench": [
             "duckdb>=1.4",
             "duckdb-ext-spatial",
+            "exactextract>=0.3.0",
+            "rasterstats>=0.21",
         ],
     },
     entry_points={
