@@ -52,3 +52,6 @@ def history_marker_path(product: str, sync_day: str) -> str:
 def dataset_name(product: str, agg: str) -> str:
     """GFW Data API dataset for a geostore fire table, e.g. `geostore__viirs__daily_alerts`."""
     return f"geostore__{product}__{agg}"
+
+
+BOUNDARIES_PATH = "areas/admin_boundaries/boundaries.parquet"

@@ -4,10 +4,11 @@ import os
 
 import dagster as dg
 
-from pipeline.assets import areas, deforestation, fire_stats, fires, publish, zonal_stats
+from pipeline.assets import areas, boundaries, deforestation, fire_stats, fires, publish, zonal_stats
 from pipeline.jobs import JOBS, SCHEDULES
 from pipeline.resources import (
     AreasResource,
+    BoundariesResource,
     DaskResource,
     DataApiResource,
     FirmsResource,
@@ -35,6 +36,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "GCS_URL": "https://storage.googleapis.com",
     "GCS_TOKEN": None,
     "GEOPUMP_EXPECTED_TILES": None,
+    "GEOPUMP_BOUNDARIES_URL": None,
 }
 
 
@@ -55,6 +57,7 @@ def resources_from_env() -> dict:
         "data_api": DataApiResource(base_url=_env("GFW_DATA_API_URL"), token=_env("GFW_DATA_API_TOKEN")),
         "dask": DaskResource(scheduler_address=_env("DASK_SCHEDULER_ADDRESS")),
         "slack": SlackResource(webhook_url=_env("SLACK_WEBHOOK_URL")),
+        "boundaries": BoundariesResource(url=_env("GEOPUMP_BOUNDARIES_URL")),
         "sources": TileSourcesResource(
             base_url=_env("GCS_URL"), token=_env("GCS_TOKEN"), expected_tiles=_env("GEOPUMP_EXPECTED_TILES")
         ),
@@ -64,6 +67,7 @@ def resources_from_env() -> dict:
 ASSETS = [
     *fires.ASSETS,
     *areas.ASSETS,
+    *boundaries.ASSETS,
     *fire_stats.ASSETS,
     *publish.ASSETS,
     *deforestation.ASSETS,

@@ -5,13 +5,18 @@ from datetime import timedelta
 import dagster as dg
 
 from pipeline import constants as C
+from pipeline.assets.boundaries import ADMIN_BOUNDARIES
 from pipeline.assets.fire_stats import daily_key
-from pipeline.assets.publish import PUBLISHED
+from pipeline.assets.publish import PUBLISHED, ZONAL_PUBLISHED
+from pipeline.assets.zonal_stats import ADMIN_SET, USER_AREAS_SET
+
+#: The static admin-boundary feature set is recomputed when a release or the boundaries change, not nightly.
+_STATIC = dg.AssetSelection.assets(ADMIN_BOUNDARIES, ADMIN_SET.tcl_key, ADMIN_SET.alerts_key)
 
 #: Everything GFW's datapump did at night: fires, areas, statistics, publishing.
 nightly_sync = dg.define_asset_job(
     "nightly_sync",
-    selection=dg.AssetSelection.groups(C.FIRES, C.AREAS, C.FIRE_STATS, C.PUBLISH, C.ZONAL),
+    selection=dg.AssetSelection.groups(C.FIRES, C.AREAS, C.FIRE_STATS, C.PUBLISH, C.ZONAL) - _STATIC,
     description=(
         "The nightly sync for one UTC day: fetch VIIRS and MODIS fire alerts, sync pending user areas, count "
         "fires for all areas (full history for new areas), publish to the GFW Data API and mark areas saved."
@@ -74,9 +79,27 @@ TILE_JOBS, RELEASE_JOBS = _tile_jobs()
 #: Zonal statistics of user areas for a range of syncs (what `zonal_on_new_release` runs).
 zonal_job = dg.define_asset_job(
     "zonal_user_areas_job",
-    selection=dg.AssetSelection.groups(C.ZONAL),
+    selection=dg.AssetSelection.assets(USER_AREAS_SET.tcl_key, USER_AREAS_SET.alerts_key),
     description="Tree cover loss and integrated-alert statistics for the areas of a range of syncs.",
 )
 
-JOBS = [nightly_sync, viirs_fires_job, modis_fires_job, zonal_job, *TILE_JOBS.values(), *RELEASE_JOBS.values()]
+#: Zonal statistics of the static feature sets, then publishing every zonal table.
+zonal_static_job = dg.define_asset_job(
+    "zonal_feature_sets_job",
+    selection=dg.AssetSelection.assets(ADMIN_SET.tcl_key, ADMIN_SET.alerts_key, ZONAL_PUBLISHED),
+    description=(
+        "Tree cover loss and integrated-alert statistics for the admin boundaries, then publishes every zonal table "
+        "(user areas and boundaries) to the GFW Data API."
+    ),
+)
+
+JOBS = [
+    nightly_sync,
+    viirs_fires_job,
+    modis_fires_job,
+    zonal_job,
+    zonal_static_job,
+    *TILE_JOBS.values(),
+    *RELEASE_JOBS.values(),
+]
 SCHEDULES = [nightly_schedule]

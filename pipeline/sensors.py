@@ -291,13 +291,14 @@ def range_chunks(keys: list[str], size: int = 5) -> list[tuple[str, str]]:
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "When a new tree cover loss or integrated alerts version is published, recomputes the zonal statistics of "
-        "every area sync against it (range runs of up to 5 syncs; run keys carry the versions)."
+        "every area sync against it (range runs of up to 5 syncs) and of the admin boundaries, then publishes them "
+        "(run keys carry the versions)."
     ),
 )
 def zonal_on_new_release(context: dg.SensorEvaluationContext, storage: StorageResource):
     from pipeline.assets.areas import USER_AREAS
     from pipeline.assets.deforestation import published
-    from pipeline.jobs import zonal_job
+    from pipeline.jobs import zonal_job, zonal_static_job
 
     st = storage.storage()
     now = {
@@ -322,6 +323,8 @@ def zonal_on_new_release(context: dg.SensorEvaluationContext, storage: StorageRe
         )
         for a, b in range_chunks(syncs)
     ]
+    # Static feature sets (admin boundaries) and the Data API publication of every zonal table.
+    requests.append(dg.RunRequest(job_name=zonal_static_job.name, run_key=f"zonal-static:{now['tcl']}:{now['alerts']}"))
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 

@@ -67,6 +67,19 @@ def build(product, tiles, res, instance, version=None):
     return dg.materialize([RELEASE_ASSETS[product]], resources=res, instance=instance, raise_on_error=False)
 
 
+def build_all(expected, res, instance):
+    """Publish every product (loss, density, the three alert systems) and the integrated alerts."""
+    for product, src in (
+        ("tree_cover_loss", "hansen"),
+        ("tree_cover_density_2000", "hansen"),
+        ("glad_landsat_alerts", "glad_l"),
+        ("glad_s2_alerts", "glad_s2"),
+        ("radd_alerts", "radd"),
+    ):
+        assert build(product, expected[src]["tiles"], res, instance).success
+    assert build("integrated_alerts", expected["radd"]["tiles"], res, instance).success
+
+
 def read_cog(st, rel):
     with rasterio.open(st.uri(rel)) as ds:
         return ds.read(1), ds.nodata, ds.dtypes[0]
@@ -254,15 +267,7 @@ def test_zonal_statistics_for_user_areas(local_storage_url, gcs):
         # Nothing published yet: both assets record why and write nothing.
         early = dg.materialize([user_area_integrated_alerts], partition_key=sync, resources=res, instance=instance)
         assert early.success and not st.list("zonal")
-        for product, src in (
-            ("tree_cover_loss", "hansen"),
-            ("tree_cover_density_2000", "hansen"),
-            ("glad_landsat_alerts", "glad_l"),
-            ("glad_s2_alerts", "glad_s2"),
-            ("radd_alerts", "radd"),
-        ):
-            assert build(product, expected[src]["tiles"], res, instance).success
-        assert build("integrated_alerts", expected["radd"]["tiles"], res, instance).success
+        build_all(expected, res, instance)
         out = dg.materialize(
             [user_area_tree_cover_loss, user_area_integrated_alerts],
             partition_key=sync,
@@ -291,21 +296,16 @@ def test_zonal_statistics_for_a_sync_without_areas(local_storage_url, gcs):
 
     from pipeline import constants as C
     from pipeline.assets.zonal_stats import alerts_path, user_area_integrated_alerts, user_area_tree_cover_loss
+    from pipeline.resources import DaskResource
 
     srv, expected = gcs
     st = Storage(local_storage_url)
-    res = resources(local_storage_url, srv.url)
+    res = {**resources(local_storage_url, srv.url), "dask": DaskResource(processes=False, n_workers=1)}
     sync = "2026-11-19"
     empty = gpd.GeoDataFrame({"area_id": [], "geostore__id": [], "status": []}, geometry=[], crs=4326)
     st.write_parquet(C.user_areas_path(sync), empty)
     with dg.instance_for_test() as instance:
-        for product, src in (
-            ("tree_cover_loss", "hansen"),
-            ("tree_cover_density_2000", "hansen"),
-            ("radd_alerts", "radd"),
-        ):
-            assert build(product, expected[src]["tiles"], res, instance).success
-        assert build("integrated_alerts", expected["radd"]["tiles"], res, instance).success
+        build_all(expected, res, instance)
         out = dg.materialize(
             [user_area_tree_cover_loss, user_area_integrated_alerts],
             partition_key=sync,

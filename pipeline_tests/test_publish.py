@@ -35,6 +35,17 @@ def test_table_delta_new_changed_and_removed_rows():
     assert table_delta(new, new, KEYS, "alert__count").empty
 
 
+def test_table_delta_with_several_float_values_keeps_exact_sums():
+    keys = ["geostore__id", "umd_tree_cover_loss__year"]
+    cols = keys + ["umd_tree_cover_loss__ha", "area__ha"]
+    old = pd.DataFrame([("a", 2001, 1.5, 10.0), ("a", 2002, 2.0, 10.0)], columns=cols)
+    new = pd.DataFrame([("a", 2001, 1.5, 10.0), ("a", 2002, 2.25, 10.0), ("b", 2001, 0.5, 3.0)], columns=cols)
+    delta = table_delta(new, old, keys, ["umd_tree_cover_loss__ha", "area__ha"])
+    assert delta.values.tolist() == [["a", 2002, 0.25, 0.0], ["b", 2001, 0.5, 3.0]]  # unchanged row dropped
+    assert str(delta.umd_tree_cover_loss__ha.dtype) == "float64"
+    assert table_delta(new, new, keys, ["umd_tree_cover_loss__ha", "area__ha"]).empty
+
+
 @pytest.fixture
 def env(tmp_path):
     with DataApiStandin() as dapi:

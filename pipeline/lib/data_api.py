@@ -367,6 +367,7 @@ class DataApiClient:
         *,
         default_version: str = "v1",
         cluster: bool = True,
+        latest: bool = False,
     ) -> str:
         """Publish TSV result files into table dataset `ds` the way datapump does; returns the version.
 
@@ -376,7 +377,8 @@ class DataApiClient:
            `columns` (`table_schema` rules) and `index_columns` (btree index, plus cluster unless
            `cluster=False`, as for geostore tables) using `source_uris[0]`, wait until saved, and
            append `source_uris[1:]`. A version created because the dataset had no version at all
-           is tagged latest, so the next nightly append finds it.
+           (or any newly created version when `latest=True`: a new analysis version) is tagged
+           latest, so the next nightly append and Data API readers find it.
            Otherwise append all `source_uris` to it.
         4. Wait until the version is `saved` (`DataApiError` if it fails or times out).
         """
@@ -407,7 +409,7 @@ class DataApiClient:
             if len(uris) > 1:
                 self.append(ds, target, uris[1:])
                 self.wait_until_saved(ds, target)
-            if make_latest:
+            if make_latest or latest:
                 self.set_latest(ds, target)
         else:
             if existing.get("status") == "pending":  # a previous run's job still running

@@ -8,10 +8,11 @@ from pipeline.resources.apis import (
     TileSourcesResource,
 )
 from pipeline.resources.dask import DaskResource
-from pipeline.resources.storage import StorageResource
+from pipeline.resources.storage import BoundariesResource, StorageResource
 
 __all__ = [
     "AreasResource",
+    "BoundariesResource",
     "DaskResource",
     "DataApiResource",
     "FirmsResource",

@@ -33,18 +33,22 @@ class DaskResource(dg.ConfigurableResource):
     @property
     def client(self):
         if self._client is None:
+            import dask
             from distributed import Client, LocalCluster
 
             if self.scheduler_address:
                 self._client = Client(self.scheduler_address, timeout="30s", set_as_default=False)
             else:
-                cluster = LocalCluster(
-                    n_workers=self.n_workers,
-                    threads_per_worker=self.threads_per_worker,
-                    memory_limit=self.memory_limit,
-                    processes=self.processes,
-                    dashboard_address=None,
-                )
+                # The statistical profiler samples every worker thread 100 times a second; on a 2-core
+                # machine that costs CPU the raster work needs (nannies pass this config to workers).
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    cluster = LocalCluster(
+                        n_workers=self.n_workers,
+                        threads_per_worker=self.threads_per_worker,
+                        memory_limit=self.memory_limit,
+                        processes=self.processes,
+                        dashboard_address=None,
+                    )
                 self._client = Client(cluster, set_as_default=False)
                 self._client._geopump_cluster = cluster
         return self._client

@@ -13,3 +13,20 @@ class StorageResource(dg.ConfigurableResource):
 
     def storage(self) -> Storage:
         return Storage(self.url)
+
+
+class BoundariesResource(dg.ConfigurableResource):
+    """The admin-boundary feature set (GADM-style) zonal statistics are also computed for."""
+
+    url: str | None = Field(
+        default=None,
+        description="GEOPUMP_BOUNDARIES_URL: a GeoPackage/GeoJSON/Shapefile zip/GeoParquet path or URL; unset = "
+        "no admin-boundary statistics.",
+    )
+    layer: str | None = Field(default=None, description="Layer name inside a multi-layer file (GeoPackage).")
+    id_columns: list[str] = Field(default=["iso", "adm1", "adm2"], description="Columns that identify a boundary.")
+    name_column: str | None = Field(default=None, description="Optional display-name column, kept as `name`.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
