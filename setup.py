@@ -16,6 +16,7 @@ setup(
     description="Dagster asset-based geospatial data platform (fire alerts, deforestation, COGs, STAC).",
     packages=find_packages(include=["pipeline", "pipeline.*"]),
     include_package_data=True,
+    package_data={"pipeline": ["lib/stac_schemas/**/*.json", "collections/*.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         f"dagster=={DAGSTER_VERSION}",
@@ -46,6 +47,10 @@ setup(
         "psycopg2-binary>=2.9",
         "geoalchemy2>=0.14",
         "sqlalchemy>=2.0",
+        # HDF-EOS5 granules (OMI L3 grids) are read with h5py.
+        "h5py>=3.10",
+        # STAC items and collections are validated against the vendored JSON schemas before publishing.
+        "jsonschema>=4.18",
     ],
     extras_require={
         "test": [
@@ -55,6 +60,10 @@ setup(
             "jsonschema>=4.18",
             # The zonal engine's accuracy oracle (test_zonal compares loss areas with it).
             "exactextract>=0.3.0",
+            # A real STAC API for the transaction tests: stac-fastapi-pgstac on the local Postgres,
+            # schema installed by pypgstac (see ../shared/reference/local-services.md).
+            "stac-fastapi-pgstac[server]>=6.0",
+            "pypgstac[psycopg]>=0.9",
         ],
         "bench": [
             "duckdb>=1.4",

@@ -8,12 +8,16 @@ PUBLISH = "publish"
 FOREST = "forest"
 DEFORESTATION = "deforestation"
 ZONAL = "zonal"
+COGS = "cogs"
+STAC = "stac"
 
 # Concurrency pools (limits in dagster.yaml / Helm). One writer per fire-stats product, so the
 # daily-table merges of the day asset and the new-area history asset never race.
 POOL_FIRMS = "firms_api"
 POOL_GFW_AREAS = "gfw_api"
 POOL_DATA_API = "gfw_data_api"
+# One writer per static STAC catalog: the collection file is rebuilt from the item files after each run.
+POOL_STAC = "stac_catalog"
 
 
 def pool_fire_stats(product: str) -> str:

@@ -4,19 +4,23 @@ import os
 
 import dagster as dg
 
-from pipeline.assets import areas, boundaries, deforestation, fire_stats, fires, publish, zonal_stats
-from pipeline.jobs import JOBS, SCHEDULES
+from pipeline.assets import areas, boundaries, cogs, deforestation, fire_stats, fires, publish, stac, zonal_stats
+from pipeline.jobs import JOBS, SCHEDULES, cog_job
+from pipeline.lib.collections import load_collections
 from pipeline.resources import (
     AreasResource,
     BoundariesResource,
+    CmrResource,
     DaskResource,
     DataApiResource,
+    EarthdataResource,
     FirmsResource,
     SlackResource,
+    StacApiResource,
     StorageResource,
     TileSourcesResource,
 )
-from pipeline.sensors import SENSORS
+from pipeline.sensors import SENSORS, granule_sensor
 
 #: Default output folder (relative to the working directory, i.e. the project root under `dagster dev`).
 DEFAULT_STORAGE = ".geopump/storage"
@@ -37,6 +41,14 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "GCS_TOKEN": None,
     "GEOPUMP_EXPECTED_TILES": None,
     "GEOPUMP_BOUNDARIES_URL": None,
+    "CMR_URL": "https://cmr.earthdata.nasa.gov/search",
+    "EARTHDATA_TOKEN": None,
+    "EARTHDATA_USERNAME": None,
+    "EARTHDATA_PASSWORD": None,
+    "EARTHDATA_URS_HOST": "urs.earthdata.nasa.gov",
+    "STAC_API_URL": None,
+    "STAC_API_TOKEN": None,
+    "GEOPUMP_COLLECTIONS_DIR": None,
 }
 
 
@@ -58,11 +70,23 @@ def resources_from_env() -> dict:
         "dask": DaskResource(scheduler_address=_env("DASK_SCHEDULER_ADDRESS")),
         "slack": SlackResource(webhook_url=_env("SLACK_WEBHOOK_URL")),
         "boundaries": BoundariesResource(url=_env("GEOPUMP_BOUNDARIES_URL")),
+        "cmr": CmrResource(base_url=_env("CMR_URL"), token=_env("EARTHDATA_TOKEN")),
+        "earthdata": EarthdataResource(
+            token=_env("EARTHDATA_TOKEN"),
+            username=_env("EARTHDATA_USERNAME"),
+            password=_env("EARTHDATA_PASSWORD"),
+            urs_host=_env("EARTHDATA_URS_HOST"),
+        ),
+        "stac_api": StacApiResource(base_url=_env("STAC_API_URL"), token=_env("STAC_API_TOKEN")),
         "sources": TileSourcesResource(
             base_url=_env("GCS_URL"), token=_env("GCS_TOKEN"), expected_tiles=_env("GEOPUMP_EXPECTED_TILES")
         ),
     }
 
+
+#: Gridded collections (COG + STAC), one YAML file each: the shipped ones plus GEOPUMP_COLLECTIONS_DIR.
+COLLECTIONS = load_collections(extra_dir=os.environ.get("GEOPUMP_COLLECTIONS_DIR") or None)
+COG_JOBS = {cid: cog_job(c) for cid, c in COLLECTIONS.items()}
 
 ASSETS = [
     *fires.ASSETS,
@@ -72,6 +96,8 @@ ASSETS = [
     *publish.ASSETS,
     *deforestation.ASSETS,
     *zonal_stats.ASSETS,
+    *(cogs.cog_asset(c) for c in COLLECTIONS.values()),
+    *(stac.stac_asset(c) for c in COLLECTIONS.values()),
 ]
 
 
@@ -79,9 +105,9 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The code location's definitions; tests pass their own resources."""
     return dg.Definitions(
         assets=ASSETS,
-        jobs=JOBS,
+        jobs=[*JOBS, *COG_JOBS.values()],
         schedules=SCHEDULES,
-        sensors=SENSORS,
+        sensors=[*SENSORS, *(granule_sensor(COLLECTIONS[cid], job) for cid, job in COG_JOBS.items())],
         resources=resources if resources is not None else resources_from_env(),
     )
 

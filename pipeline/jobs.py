@@ -103,3 +103,15 @@ JOBS = [
     *RELEASE_JOBS.values(),
 ]
 SCHEDULES = [nightly_schedule]
+
+
+def cog_job(config):
+    """A collection's COG and STAC assets for a day (what its granule sensor runs)."""
+    from pipeline.assets.cogs import cog_key
+    from pipeline.assets.stac import stac_key
+
+    return dg.define_asset_job(
+        f"{config.id}_cog_job",
+        selection=dg.AssetSelection.assets(cog_key(config), stac_key(config)),
+        description=f"Granule to COG to STAC for {config.short_name} v{config.version}, one day or a range of days.",
+    )

@@ -1,4 +1,4 @@
-"""pipeline.sensors: start runs when FIRMS publishes new detections, and alert on failed runs."""
+"""pipeline.sensors: start runs on new FIRMS detections, tile releases and CMR granules; alert on failed runs."""
 
 import hashlib
 import json
@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.jobs import modis_fires_job, viirs_fires_job
 from pipeline.lib.http import SourceError
-from pipeline.resources import FirmsResource, SlackResource, StorageResource, TileSourcesResource
+from pipeline.resources import CmrResource, FirmsResource, SlackResource, StorageResource, TileSourcesResource
 
 #: FIRMS global products per fire product. The sensor polls the small 24h files (today and
 #: yesterday, UTC); the 7-day files cost up to ~100 MB per tick and the sensor has 60 s.
@@ -329,3 +329,61 @@ def zonal_on_new_release(context: dg.SensorEvaluationContext, storage: StorageRe
 
 
 SENSORS = [firms_new_data_sensor, slack_on_run_failure, zonal_on_new_release, *_release_sensors()]
+
+
+def granule_sensor(config, job) -> dg.SensorDefinition:
+    from pipeline.assets.cogs import collection_partitions
+
+    partitions = collection_partitions(config)
+
+    """A collection's sensor: CMR granules new or revised since the cursor's high-water mark -> daily runs."""
+
+    @dg.sensor(
+        name=f"{config.id}_granule_sensor",
+        job=job,
+        minimum_interval_seconds=3600,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Asks CMR for {config.short_name} v{config.version} granules whose revision date is at or after the "
+            "cursor's high-water mark and requests the day of each new or revised granule (run keys carry the "
+            "granule revision, so a revised granule runs again and a seen one never does). Up to "
+            "`max_runs_per_tick` runs per tick; the rest come on the next tick."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext, cmr: CmrResource):
+        from pipeline.lib.cmr import cursor_updated_since, plan_granule_runs
+
+        since = cursor_updated_since(context.cursor)
+        try:
+            granules = cmr.client().search_granules(
+                config.short_name,
+                config.version,
+                updated_since=since,
+                include=config.include,
+                page_size=cmr.page_size,
+            )
+            plan = plan_granule_runs(
+                granules,
+                context.cursor,
+                collection_id=config.id,
+                start_date=config.start_date.isoformat(),
+                max_runs=cmr.max_runs_per_tick,
+            )
+        except SourceError as exc:
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"CMR unavailable: {exc}"), cursor=context.cursor)
+        for note in plan.notes:
+            context.log.warning(note)
+        runs = [
+            dg.RunRequest(
+                partition_key=run.partition_key,
+                run_key=run.run_key,
+                tags={"geopump/granule": run.granule.concept_id, "geopump/revision": str(run.granule.revision_id)},
+            )
+            for run in plan.runs
+            if partitions.has_partition_key(run.partition_key)  # a granule dated after tomorrow is not a day yet
+        ]
+        if not runs:
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new or revised granules"), cursor=plan.cursor)
+        return dg.SensorResult(run_requests=runs, cursor=plan.cursor)
+
+    return _sensor

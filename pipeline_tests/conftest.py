@@ -9,6 +9,9 @@ import warnings
 
 import pytest
 
+# The session-scoped `stac_api_url` fixture: a real stac-fastapi-pgstac on the local Postgres.
+pytest_plugins = ["pipeline_tests.stac_server"]
+
 warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 warnings.filterwarnings("ignore", message=".*is currently in preview.*")
 

@@ -17,6 +17,7 @@ from pipeline.lib.storage import Storage
 from pipeline.standins import standin_env
 from pipeline.standins.area_samples import generate_areas
 from pipeline.standins.areas import AreasStandin
+from pipeline.standins.cmr import CmrStandin, EarthdataStandin
 from pipeline.standins.data_api import DataApiStandin
 from pipeline.standins.fire_samples import SAMPLE_HOTSPOTS
 from pipeline.standins.firms import FirmsStandin
@@ -73,6 +74,8 @@ def dagster_stack(tmp_path, request, monkeypatch):
     firms = FirmsStandin(today=today, seed=5).start()
     gfw = AreasStandin(areas=areas, geostores=geostores).start()
     dapi = DataApiStandin().start()
+    data_host = EarthdataStandin(users={"e2e-user": "e2e-pass"}).start()
+    cmr = CmrStandin(data_base_url=data_host.url).start()
     home = tmp_path / "home"
     home.mkdir()
     extra_env = {}
@@ -99,6 +102,10 @@ def dagster_stack(tmp_path, request, monkeypatch):
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": storage_url,
         **standin_env(firms, gfw, dapi),
+        "CMR_URL": f"{cmr.url}/search",
+        "EARTHDATA_USERNAME": "e2e-user",
+        "EARTHDATA_PASSWORD": "e2e-pass",
+        "EARTHDATA_URS_HOST": data_host.urs.url.split("://", 1)[1],
         "PYTHONUNBUFFERED": "1",
     }
     port = free_port()
@@ -132,13 +139,15 @@ def dagster_stack(tmp_path, request, monkeypatch):
             "firms": firms,
             "gfw": gfw,
             "dapi": dapi,
+            "cmr": cmr,
+            "data_host": data_host,
             "today": today,
             "logs": logs,
         }
     finally:
         for p in procs:
             _kill(p)
-        for s in (firms, gfw, dapi):
+        for s in (firms, gfw, dapi, cmr, data_host):
             s.stop()
 
 
@@ -150,23 +159,8 @@ def gql(url: str, query: str, variables: dict) -> dict:
     return body["data"]
 
 
-def test_partition_backfill_through_webserver_and_daemon(dagster_stack):
-    s = dagster_stack
-    days = [(s["today"] - timedelta(days=i)).isoformat() for i in (3, 2, 1)]
-    data = gql(
-        s["url"],
-        LAUNCH,
-        {
-            "params": {
-                "assetSelection": [{"path": ["fires", "viirs_alerts"]}, {"path": ["fires", "modis_alerts"]}],
-                "partitionNames": days,
-            }
-        },
-    )["launchPartitionBackfill"]
-    assert data["__typename"] == "LaunchBackfillSuccess", data
-    backfill_id = data["backfillId"]
-
-    deadline = time.time() + 420
+def wait_for_backfill(s, backfill_id: str, timeout: float) -> dict:
+    deadline = time.time() + timeout
     status = None
     while time.time() < deadline:
         status = gql(s["url"], STATUS, {"id": backfill_id})["partitionBackfillOrError"]
@@ -175,6 +169,21 @@ def test_partition_backfill_through_webserver_and_daemon(dagster_stack):
         time.sleep(3)
     daemon_log = (s["logs"] / "daemon.log").read_text()[-4000:]
     assert status and status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (status, daemon_log)
+    return status
+
+
+def launch_backfill(s, paths: list[list[str]], partitions: list[str]) -> str:
+    params = {"assetSelection": [{"path": p} for p in paths], "partitionNames": partitions}
+    data = gql(s["url"], LAUNCH, {"params": params})["launchPartitionBackfill"]
+    assert data["__typename"] == "LaunchBackfillSuccess", data
+    return data["backfillId"]
+
+
+def test_partition_backfill_through_webserver_and_daemon(dagster_stack):
+    s = dagster_stack
+    days = [(s["today"] - timedelta(days=i)).isoformat() for i in (3, 2, 1)]
+    backfill_id = launch_backfill(s, [["fires", "viirs_alerts"], ["fires", "modis_alerts"]], days)
+    status = wait_for_backfill(s, backfill_id, 420)
     assert status["numPartitions"] == 3
 
     import dagster as dg
@@ -191,3 +200,33 @@ def test_partition_backfill_through_webserver_and_daemon(dagster_stack):
         truth = s["firms"].rows_for("VIIRS", datetime.fromisoformat(d).date())
         assert len(stored) == len(truth.drop_duplicates(["latitude", "longitude", "acq_date", "acq_time", "satellite"]))
     assert not s["firms"].calls_to(r"^/api/area/")  # recent days come from the global files only
+
+
+def test_a_year_of_granules_backfills_to_cogs_and_stac(dagster_stack):
+    """365 daily partitions of a collection, launched like the UI does: 31-day runs converting days on Dask."""
+    import dagster as dg
+
+    from pipeline.lib.cogify import cog_relpath
+    from pipeline.lib.collections import load_collections
+    from pipeline.standins.granule_samples import seed_days
+
+    s = dagster_stack
+    toms = load_collections()["OMTO3d_003"]
+    days = [(datetime(2023, 1, 1) + timedelta(days=i)).date().isoformat() for i in range(365)]
+    seed_days(s["cmr"], s["data_host"], toms, days)
+    backfill_id = launch_backfill(s, [["cogs", toms.id], ["stac", toms.id]], days)
+    status = wait_for_backfill(s, backfill_id, 900)
+    assert status["numPartitions"] == 365
+    with dg.DagsterInstance.from_config(str(s["home"])) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert len(runs) == 12 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)  # ceil(365 / 31)
+        for key in (dg.AssetKey(["cogs", toms.id]), dg.AssetKey(["stac", toms.id])):
+            assert instance.get_materialized_partitions(key) == set(days)
+    st = s["storage"]
+    assert st.exists(cog_relpath(toms, "2023-12-31"))
+    items = [p for p in st.list(f"stac/{toms.id}/items") if p.endswith(".json")]
+    assert len(items) == 365
+    collection = st.read_json(f"stac/{toms.id}/collection.json")
+    assert len([link for link in collection["links"] if link["rel"] == "item"]) == 365
+    # One CMR search per run, never one per day.
+    assert len(s["cmr"].calls_to(r"/search/granules")) == 12

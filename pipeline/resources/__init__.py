@@ -2,9 +2,12 @@
 
 from pipeline.resources.apis import (
     AreasResource,
+    CmrResource,
     DataApiResource,
+    EarthdataResource,
     FirmsResource,
     SlackResource,
+    StacApiResource,
     TileSourcesResource,
 )
 from pipeline.resources.dask import DaskResource
@@ -13,10 +16,13 @@ from pipeline.resources.storage import BoundariesResource, StorageResource
 __all__ = [
     "AreasResource",
     "BoundariesResource",
+    "CmrResource",
     "DaskResource",
     "DataApiResource",
+    "EarthdataResource",
     "FirmsResource",
     "SlackResource",
+    "StacApiResource",
     "StorageResource",
     "TileSourcesResource",
 ]

@@ -159,3 +159,78 @@ class TileSourcesResource(dg.ConfigurableResource):
             "glad_s2": self.glad_s2_tiles,
             "radd": tuple(self.radd_tiles),
         }
+
+
+class CmrResource(dg.ConfigurableResource):
+    """NASA CMR search, where new and revised granules are found."""
+
+    base_url: str = Field(default="https://cmr.earthdata.nasa.gov/search", description="CMR_URL")
+    client_id: str = Field(default="geopump", description="Client-Id header CMR asks every client to send.")
+    token: str | None = Field(default=None, description="EARTHDATA_TOKEN (secret), only for restricted collections.")
+    timeout: float = 190.0
+    max_retries: int = 4
+    backoff: float = 2.0
+    page_size: int = Field(default=2000, description="Granules per CMR page (CMR's maximum is 2000).")
+    max_runs_per_tick: int = Field(default=1000, description="Runs a granule sensor requests per tick at most.")
+
+    def client(self):
+        from pipeline.lib.cmr import CmrClient
+
+        return CmrClient(
+            base_url=self.base_url,
+            client_id=self.client_id,
+            token=self.token or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+        )
+
+
+class EarthdataResource(dg.ConfigurableResource):
+    """Earthdata Login for granule downloads: a bearer token, or user + password through the URS redirect."""
+
+    token: str | None = Field(default=None, description="EARTHDATA_TOKEN (secret, EDL bearer token).")
+    username: str | None = Field(default=None, description="EARTHDATA_USERNAME")
+    password: str | None = Field(default=None, description="EARTHDATA_PASSWORD (secret).")
+    urs_host: str = Field(default="urs.earthdata.nasa.gov", description="EARTHDATA_URS_HOST (host[:port]).")
+    timeout: float = 300.0
+    max_retries: int = 4
+    backoff: float = 2.0
+
+    def downloader(self):
+        from pipeline.lib.earthdata import EarthdataDownloader
+
+        return EarthdataDownloader(
+            token=self.token or None,
+            username=self.username or None,
+            password=self.password or None,
+            urs_host=self.urs_host,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+        )
+
+
+class StacApiResource(dg.ConfigurableResource):
+    """A STAC API with the Transactions extension (e.g. stac-fastapi-pgstac). No URL: static catalog only."""
+
+    base_url: str | None = Field(default=None, description="STAC_API_URL; empty = publish the static catalog only.")
+    token: str | None = Field(default=None, description="STAC_API_TOKEN (secret, optional bearer token).")
+    timeout: float = 60.0
+    max_retries: int = 4
+    backoff: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+    def client(self):
+        from pipeline.lib.stac_api import StacApiClient
+
+        return StacApiClient(
+            base_url=self.base_url,
+            token=self.token or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+        )
