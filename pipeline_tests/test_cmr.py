@@ -53,11 +53,11 @@ def test_search_pages_only_by_search_after_header(cmr, client):
     granules = list(client.search_granules(SHORT, VERSION, page_size=2))
     assert [g.concept_id for g in granules] == [r.concept_id for r in records]  # revision_date order
     calls = cmr.calls_to(SEARCH)
-    assert len(calls) == 4  # 2 + 2 + 1, then an empty page without a search-after header
+    assert len(calls) == 3  # 2 + 2 + 1; CMR-Hits (5) says the last page is complete, so no empty page is asked for
     assert "CMR-Search-After" not in calls[0].headers
     # Each later request resends the token of the previous page's last granule, never page_num/offset.
     resent = [json.loads(c.headers["CMR-Search-After"]) for c in calls[1:]]
-    assert [token[-1] for token in resent] == [records[1].concept_id, records[3].concept_id, records[4].concept_id]
+    assert [token[-1] for token in resent] == [records[1].concept_id, records[3].concept_id]
     assert all(c.query == calls[0].query for c in calls)
     assert calls[0].query == {
         "short_name": [SHORT],
@@ -69,20 +69,28 @@ def test_search_pages_only_by_search_after_header(cmr, client):
     assert client.last_hits == 5
 
 
+def test_without_cmr_hits_paging_stops_at_an_empty_page(cmr, client):
+    records = _add(cmr, 3)
+    cmr.omit_hits = True
+    got = list(client.search_granules(SHORT, VERSION, page_size=2))
+    assert [g.concept_id for g in got] == [r.concept_id for r in records]
+    assert len(cmr.calls_to(SEARCH)) == 3  # 2 + 1, then the empty page that ends it
+
+
 def test_client_id_always_sent_and_bearer_only_when_configured(cmr, sleeps):
     _add(cmr, 3)
     anonymous = CmrClient(base_url=f"{cmr.url}/search", client_id="geopump-test", sleep=sleeps)
     assert len(list(anonymous.search_granules(SHORT, VERSION, page_size=2))) == 3
     calls = cmr.calls_to(SEARCH)
-    assert [c.headers.get("Client-Id") for c in calls] == ["geopump-test"] * 3
+    assert [c.headers.get("Client-Id") for c in calls] == ["geopump-test"] * 2
     assert all("Authorization" not in c.headers for c in calls)
 
     cmr.calls.clear()
     authed = CmrClient(base_url=f"{cmr.url}/search", token="edl-token-xyz", sleep=sleeps)
     assert len(list(authed.search_granules(SHORT, VERSION, page_size=2))) == 3
     calls = cmr.calls_to(SEARCH)
-    assert [c.headers.get("Authorization") for c in calls] == ["Bearer edl-token-xyz"] * 3
-    assert [c.headers.get("Client-Id") for c in calls] == ["geopump"] * 3
+    assert [c.headers.get("Authorization") for c in calls] == ["Bearer edl-token-xyz"] * 2
+    assert [c.headers.get("Client-Id") for c in calls] == ["geopump"] * 2
 
 
 def test_stand_in_refuses_a_request_without_client_id(cmr):
@@ -122,7 +130,7 @@ def test_429_retry_after_is_honoured(cmr, client, sleeps):
     cmr.fail_next(SEARCH, 429, {"errors": ["Too many requests."]}, headers={"Retry-After": "7"})
     assert len(list(client.search_granules(SHORT, VERSION))) == 3
     assert sleeps == [7.0]
-    assert len(cmr.calls_to(SEARCH)) == 3  # 429, the page, the empty page after it
+    assert len(cmr.calls_to(SEARCH)) == 2  # 429, then the page
 
 
 def test_throttled_until_retries_run_out_raises_cmr_error(cmr, client):
@@ -179,7 +187,7 @@ def test_partial_results_are_retried_then_fail(cmr, client, sleeps):
     cmr.time_out_next(1)
     got = list(client.search_granules(SHORT, VERSION))
     assert [g.concept_id for g in got] == [r.concept_id for r in records]  # the partial page was not used
-    assert len(cmr.calls_to(SEARCH)) == 2 + 1  # timed-out page, full page, empty page
+    assert len(cmr.calls_to(SEARCH)) == 2  # timed-out page, full page
 
     cmr.calls.clear()
     cmr.time_out_next(10)
@@ -195,7 +203,7 @@ def test_long_query_goes_as_post_form_body(cmr, client):
     got = list(client.search_granules(SHORT, VERSION, concept_ids=decoys + wanted, page_size=1))
     assert [g.concept_id for g in got] == wanted
     calls = cmr.calls_to(SEARCH)
-    assert [c.method for c in calls] == ["POST"] * 3
+    assert [c.method for c in calls] == ["POST"] * 2
     assert all(c.query == {} and b"concept_id%5B%5D=" in c.body for c in calls)
     assert "CMR-Search-After" in calls[1].headers
 

@@ -351,6 +351,8 @@ class CmrClient:
                 yielded += 1
                 if max_items is not None and yielded >= max_items:
                     return
+            if self.last_hits is not None and yielded >= self.last_hits:
+                return  # every hit is in: asking for the next page would only return an empty one
             search_after = resp.headers.get("CMR-Search-After")
             if not search_after:
                 return

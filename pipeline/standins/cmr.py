@@ -213,6 +213,8 @@ class CmrStandin(StandinServer):
         self._collection_ids = itertools.count(1300000000)
         self._time_outs = 0
         self._records_lock = threading.Lock()
+        #: Leave out `CMR-Hits` (a proxy that strips headers): clients must then stop at an empty page.
+        self.omit_hits = False
 
     # -- records --------------------------------------------------------------------------------------------------
     def _collection_id(self, short_name: str, version: str) -> str:
@@ -338,7 +340,9 @@ class CmrStandin(StandinServer):
             except TypeError:
                 raise _BadRequest(f"The search-after header value is invalid: {search_after}") from None
         page = records[:page_size]
-        headers = {"CMR-Hits": str(hits), "CMR-Took": "7", "CMR-Request-Id": str(uuid.uuid4())}
+        headers = {"CMR-Took": "7", "CMR-Request-Id": str(uuid.uuid4())}
+        if not self.omit_hits:
+            headers["CMR-Hits"] = str(hits)
         with self._lock:
             timed_out = self._time_outs > 0
             if timed_out:
