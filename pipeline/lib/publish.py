@@ -109,7 +109,11 @@ def publish_incremental(
         report.batch_uri = storage.write_bytes(batch_rel, batch.to_csv(sep="\t", index=False).encode())
         report.batch_uri = storage.uri(batch_rel)
         report.version = client.publish_table(
-            dataset, keys + values, [report.batch_uri], index_columns=index_columns or keys, version=version,
+            dataset,
+            keys + values,
+            [report.batch_uri],
+            index_columns=index_columns or keys,
+            version=version,
             latest=version is not None,
         )
         report.rows_appended = len(batch)
