@@ -49,6 +49,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "STAC_API_URL": None,
     "STAC_API_TOKEN": None,
     "GEOPUMP_COLLECTIONS_DIR": None,
+    "GEOPUMP_ALLOW_PRIVATE_URLS": None,
 }
 
 
@@ -76,6 +77,7 @@ def resources_from_env() -> dict:
             username=_env("EARTHDATA_USERNAME"),
             password=_env("EARTHDATA_PASSWORD"),
             urs_host=_env("EARTHDATA_URS_HOST"),
+            allow_private_urls=os.environ.get("GEOPUMP_ALLOW_PRIVATE_URLS", "").strip().lower() in ("1", "true", "yes"),
         ),
         "stac_api": StacApiResource(base_url=_env("STAC_API_URL"), token=_env("STAC_API_TOKEN")),
         "sources": TileSourcesResource(

@@ -38,12 +38,17 @@ def hosts():
         yield cmr, data
 
 
-def resources(url, cmr, data, stac_url=None):
+def resources(url, cmr, data, stac_url=None, allow_private_urls=True):
     return {
         "storage": StorageResource(url=url),
         "cmr": CmrResource(base_url=f"{cmr.url}/search", backoff=0.01, max_retries=1),
         "earthdata": EarthdataResource(
-            username=USER, password=PASSWORD, urs_host=data.urs.url.split("://", 1)[1], backoff=0.01, max_retries=1
+            username=USER,
+            password=PASSWORD,
+            urs_host=data.urs.url.split("://", 1)[1],
+            allow_private_urls=allow_private_urls,  # the stand-ins live on loopback
+            backoff=0.01,
+            max_retries=1,
         ),
         "stac_api": StacApiResource(base_url=stac_url),
         "dask": DaskResource(processes=False, n_workers=2),
@@ -223,3 +228,32 @@ def test_stac_api_publish_replaces_items_and_never_duplicates(local_storage_url,
         f"stac/{OMI.id}/items/{OMI.id}_2022-01-20.json",
         f"stac/{OMI.id}/items/{OMI.id}_2022-01-21.json",
     ]
+
+
+def test_granule_links_from_cmr_must_pass_the_url_policy(local_storage_url, hosts):
+    cmr, data = hosts
+    day = "2022-01-20"
+    seed_days(cmr, data, OMI, [day])
+    res = resources(local_storage_url, cmr, data, allow_private_urls=False)
+    with dg.instance_for_test() as instance:
+        out = dg.materialize(ASSETS[:1], partition_key=day, resources=res, instance=instance, raise_on_error=False)
+    assert not out.success
+    message = out.failure_data_for_node("cogs__OMDOAO3e_003").error.message
+    assert "granule URL http://127.0.0.1" in message and "is not allowed" in message
+    assert not [c for c in data.calls if c.path.endswith(".he5")]  # never fetched
+
+
+def test_granule_sensor_works_through_thousands_of_granules_in_bounded_ticks(hosts):
+    cmr, _ = hosts
+    cmr.add_days(OMI.short_name, OMI.version, "2010-01-01", 2500)
+    sensor = granule_sensor(OMI, cog_job(OMI))
+    res = {"cmr": CmrResource(base_url=f"{cmr.url}/search", max_runs_per_tick=1000, backoff=0.01, max_retries=1)}
+    cursor, seen, sizes = None, set(), []
+    for _ in range(4):
+        result = sensor(dg.build_sensor_context(cursor=cursor, resources=res))
+        sizes.append(len(result.run_requests))
+        seen.update(r.partition_key for r in result.run_requests)
+        cursor = result.cursor
+        assert len(cursor) < 300  # the cursor stays small however many granules there are
+    assert sizes == [1000, 1000, 500, 0]
+    assert len(seen) == 2500

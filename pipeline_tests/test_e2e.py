@@ -106,6 +106,7 @@ def dagster_stack(tmp_path, request, monkeypatch):
         "EARTHDATA_USERNAME": "e2e-user",
         "EARTHDATA_PASSWORD": "e2e-pass",
         "EARTHDATA_URS_HOST": data_host.urs.url.split("://", 1)[1],
+        "GEOPUMP_ALLOW_PRIVATE_URLS": "1",
         "PYTHONUNBUFFERED": "1",
     }
     port = free_port()

@@ -35,6 +35,7 @@ def _earthdata_kwargs(earthdata: EarthdataResource) -> dict:
         "timeout": earthdata.timeout,
         "max_retries": earthdata.max_retries,
         "backoff": earthdata.backoff,
+        "allow_private_urls": earthdata.allow_private_urls,
     }
 
 

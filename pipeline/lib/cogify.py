@@ -169,7 +169,9 @@ def process_day_remote(
 ) -> dict:
     """`process_day` for a Dask worker: builds its own downloader from `earthdata` kwargs, returns a plain dict."""
     from pipeline.lib.earthdata import EarthdataDownloader
+    from pipeline.lib.urls import UrlPolicy
 
-    return result_dict(
-        process_day(config, day, granule, storage_url, EarthdataDownloader(**earthdata), cog_options=cog_options)
-    )
+    kwargs = dict(earthdata)
+    policy = UrlPolicy(allow_private=bool(kwargs.pop("allow_private_urls", False)))
+    downloader = EarthdataDownloader(**kwargs, url_policy=policy)
+    return result_dict(process_day(config, day, granule, storage_url, downloader, cog_options=cog_options))

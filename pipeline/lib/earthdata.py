@@ -136,6 +136,7 @@ class EarthdataDownloader:
         sleep=time.sleep,
         download_attempts: int = 3,
         max_redirects: int = 10,
+        url_policy=None,
     ):
         if bool(username) != bool(password):
             raise ValueError("give both username and password for Earthdata Login, or neither")
@@ -148,6 +149,8 @@ class EarthdataDownloader:
         self.download_attempts = max(1, download_attempts)
         self.max_redirects = max(1, max_redirects)
         self._basic = None
+        # Data links come from harvested CMR records: each hop (redirects too) must pass the URL policy.
+        self.url_policy = url_policy
         secrets = [s for s in (token, password) if s]
         if username and password:
             encoded = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
@@ -178,6 +181,11 @@ class EarthdataDownloader:
         for _ in range(self.max_redirects + 1):
             parts = urlsplit(current)
             to_urs = is_urs_url(current, self.urs_host)
+            if self.url_policy is not None and not to_urs:
+                try:
+                    self.url_policy.check(current, "granule URL" if current == url else f"redirect of {url} to")
+                except ValueError as exc:
+                    raise self._fail(EarthdataError, str(exc)) from None
             if to_urs and not self._basic:
                 hint = "the token was not accepted and " if self.token else ""
                 raise self._fail(

@@ -193,6 +193,11 @@ class EarthdataResource(dg.ConfigurableResource):
     username: str | None = Field(default=None, description="EARTHDATA_USERNAME")
     password: str | None = Field(default=None, description="EARTHDATA_PASSWORD (secret).")
     urs_host: str = Field(default="urs.earthdata.nasa.gov", description="EARTHDATA_URS_HOST (host[:port]).")
+    allow_private_urls: bool = Field(
+        default=False,
+        description="GEOPUMP_ALLOW_PRIVATE_URLS: let granule links from CMR point at private/loopback hosts and plain "
+        "http (internal mirrors, stand-ins). Off: https to public addresses only.",
+    )
     timeout: float = 300.0
     max_retries: int = 4
     backoff: float = 2.0
