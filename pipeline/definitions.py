@@ -104,13 +104,14 @@ ASSETS = [
 
 
 def build_defs(resources: dict | None = None) -> dg.Definitions:
-    """The code location's definitions; tests pass their own resources."""
+    """The code location's definitions; `resources` (tests, embedding) override those from the environment."""
     return dg.Definitions(
         assets=ASSETS,
         jobs=[*JOBS, *COG_JOBS.values()],
         schedules=SCHEDULES,
         sensors=[*SENSORS, *(granule_sensor(COLLECTIONS[cid], job) for cid, job in COG_JOBS.items())],
-        resources=resources if resources is not None else resources_from_env(),
+        # Given resources override the environment's (tests pass the ones they exercise).
+        resources={**resources_from_env(), **(resources or {})},
     )
 
 
