@@ -92,6 +92,24 @@ def build_releases(echo=click.echo) -> bool:
     return ok
 
 
+def build_cogs(days: list[str], echo=click.echo) -> bool:
+    """Run every collection's COG + STAC job for `days`, as its granule sensor would."""
+    import dagster as dg
+
+    from pipeline.definitions import COG_JOBS, build_defs
+
+    defs = build_defs()
+    ok = True
+    with dg.DagsterInstance.get() as instance:
+        for cid in COG_JOBS:
+            job = defs.resolve_job_def(f"{cid}_cog_job")
+            for day in days:
+                res = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
+                ok = ok and res.success
+                echo(f"  {cid:16s} {day} {'COG + STAC item' if res.success else 'FAILED'}")
+    return ok
+
+
 @click.group()
 def main():
     """geopump: Dagster assets for forest and fire monitoring."""
@@ -142,15 +160,30 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
     gcs.seed_sources(today, size=256, tiles=DEMO_TILES)
     gfw = AreasStandin(areas=areas, geostores=geostores).start()
     data_api = DataApiStandin().start()
+    from pipeline.lib.collections import load_collections
+    from pipeline.standins.cmr import CmrStandin, EarthdataStandin
+    from pipeline.standins.granule_samples import seed_days
+
+    data_host = EarthdataStandin(users={"demo-user": "demo-password"}).start()
+    cmr = CmrStandin(data_base_url=data_host.url).start()
+    granule_days = [(today - timedelta(days=i)).isoformat() for i in range(days, 0, -1)]
+    for config in load_collections().values():
+        seed_days(cmr, data_host, config, granule_days)
     env = {
         "DAGSTER_HOME": str(home),
         "GEOPUMP_STORAGE_URL": str(root / "storage"),
         **standin_env(firms, gfw, data_api),
         "GCS_URL": gcs.url,
         "GEOPUMP_EXPECTED_TILES": str(len(DEMO_TILES)),
+        "CMR_URL": f"{cmr.url}/search",
+        "EARTHDATA_USERNAME": "demo-user",
+        "EARTHDATA_PASSWORD": "demo-password",
+        "EARTHDATA_URS_HOST": data_host.urs.url.split("://", 1)[1],
+        "GEOPUMP_ALLOW_PRIVATE_URLS": "1",  # the stand-ins live on loopback
     }
     os.environ.update(env)
     click.echo(f"stand-ins: FIRMS {firms.url}  Areas/Geostore {gfw.url}  Data API {data_api.url}  GCS {gcs.url}")
+    click.echo(f"           CMR {cmr.url}  Earthdata {data_host.url} (login {data_host.urs.url})")
     click.echo(f"instance: {home}   storage: {env['GEOPUMP_STORAGE_URL']}")
     ok = True
     try:
@@ -167,6 +200,8 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
         saved = sum(1 for a in gfw.areas.values() if a["attributes"]["status"] == "saved")
         errored = sum(1 for a in gfw.areas.values() if a["attributes"]["status"] == "error")
         click.echo(f"areas: {saved} saved, {errored} error, of {len(gfw.areas)}")
+        click.echo("granules (CMR + Earthdata stand-ins -> COGs -> STAC catalog)")
+        ok = build_cogs(granule_days) and ok
         if ui:
             click.echo(f"starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
             proc = subprocess.Popen(
@@ -182,7 +217,7 @@ def demo(workdir: str, days: int, n_areas: int, ui: bool, port: int):
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
     finally:
-        for srv in (firms, gfw, data_api, gcs):
+        for srv in (firms, gfw, data_api, gcs, cmr, data_host):
             srv.stop()
     click.echo("demo finished: success" if ok else "demo finished: FAILED")
     sys.exit(0 if ok else 1)

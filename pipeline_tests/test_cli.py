@@ -55,6 +55,13 @@ def test_demo_runs_the_nightly_sync_against_standins(tmp_path):
     assert len(st.list("fires/viirs_alerts")) == 2 and st.list("fire_stats/viirs/daily_alerts")
     # The tile releases were built from the GCS stand-in and published.
     assert "integrated_alerts" in text and st.exists("deforestation/integrated_alerts/LATEST.json")
+    # Two days of each shipped collection became COGs and STAC items in the static catalog.
+    import pystac
+
+    catalog = pystac.Catalog.from_file(st.uri("stac/catalog.json"))
+    items = sorted(i.id for i in catalog.get_items(recursive=True))
+    assert len(items) == 4 and all(i.startswith(("OMDOAO3e_003_", "OMTO3d_003_")) for i in items)
+    assert text.count("COG + STAC item") == 4
 
 
 @pytest.fixture
