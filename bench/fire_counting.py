@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ helpers when imported from elsewhere
+import _common  # noqa: E402
+from _common import peak_rss_mb  # noqa: E402
 
 REGION = (-80.0, -20.0, -40.0, 5.0)  # lon_min, lat_min, lon_max, lat_max
 FIRST_DAY = np.datetime64("2026-11-14")
@@ -238,21 +240,6 @@ def child_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB, from VmHWM.
-
-    Not ``ru_maxrss``: Linux carries the parent's RSS at fork into the child's ``ru_maxrss``
-    across exec, so every child would report at least the harness's own size (which holds the
-    generated inputs). VmHWM belongs to the address space created by exec, i.e. only to this method.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 # --------------------------------------------------------------------------------------------
 # Harness (parent process)
 # --------------------------------------------------------------------------------------------
@@ -268,30 +255,10 @@ def duckdb_available() -> bool:
 
 
 def run_child(method: str, points: Path, polygons: Path, out: Path, duckdb_threads: int) -> dict:
-    """Run one method in a fresh interpreter; return wall, inner timings and the child's peak RSS."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--run-method",
-        method,
-        "--points-file",
-        str(points),
-        "--polygons-file",
-        str(polygons),
-        "--out-file",
-        str(out),
-        "--duckdb-threads",
-        str(duckdb_threads),
-    ]
-    repo_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=repo_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=repo_root, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"method {method} failed with exit code {proc.returncode}")
-    inner = json.loads(Path(str(out) + ".json").read_text())  # read_s, compute_s, rss_mb
-    return {"wall_s": wall, **inner}
+    """Run one method in a fresh interpreter; return wall, inner timings (read_s, compute_s) and its peak RSS."""
+    args = ["--run-method", method, "--points-file", str(points), "--polygons-file", str(polygons)]
+    args += ["--out-file", str(out), "--duckdb-threads", str(duckdb_threads)]
+    return _common.run_child(__file__, args, Path(str(out) + ".json"))
 
 
 def normalise(frame):

@@ -20,13 +20,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ helpers when imported from elsewhere
+import _common  # noqa: E402
+from _common import machine_cpu_s, peak_rss_mb  # noqa: E402
 
 PIXEL_DEG = 0.0005  # ~55 m: GFW tile 00N_060W (lon -60..-50, lat -10..0) at half resolution for 20000 px
 N_YEARS = 24  # loss years 1..24 (2001..2024)
@@ -353,13 +356,6 @@ def run_floor(tile: str, polygons: str):
     return None, {"read_s": 0.0, "compute_s": time.perf_counter() - t0}
 
 
-def machine_cpu_s() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores, from /proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu_s(client=None) -> float:
     """CPU seconds used so far by this process plus, with a Dask client, its workers."""
     t = os.times()
@@ -367,16 +363,6 @@ def own_cpu_s(client=None) -> float:
     if client is not None:
         own += sum(client.run(lambda: sum(os.times()[:2])).values())
     return own
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB, from VmHWM (ru_maxrss would include the parent's at fork)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -418,26 +404,8 @@ LABELS = {
 
 def run_child(method: str, tile: Path, polygons: Path, out: Path) -> dict:
     """Run one method in a fresh interpreter; return wall time plus the child's own figures."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--run-method",
-        method,
-        "--tile-file",
-        str(tile),
-        "--polygons-file",
-        str(polygons),
-        "--out-file",
-        str(out),
-    ]
-    repo_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=repo_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=repo_root, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"method {method} failed with exit code {proc.returncode}")
-    return {"wall_s": wall, **json.loads(Path(str(out) + ".json").read_text())}
+    args = ["--run-method", method, "--tile-file", str(tile), "--polygons-file", str(polygons), "--out-file", str(out)]
+    return _common.run_child(__file__, args, Path(str(out) + ".json"))
 
 
 def sphere_to_ellipsoid(lat: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 COGs are made with GDAL's COG driver through `rasterio.shutil.copy` (performance.md §2.5/§2.7: within ~1.3x of the
 DEFLATE floor; rio-cogeo's own writer is 1.6-2.4x slower, so it is used only to validate). Every write goes
-source GTiff -> temporary COG -> `cog_validate` -> storage, so a failure at any step leaves the previous file at the
-destination untouched. Local destinations get the finished file by `os.replace` (no copy through memory); S3 gets
-it by one PutObject, or a multipart upload for big files, both of which publish the object only when complete.
+source (an in-RAM GDAL MEM copy of a small array, else a scratch GTiff) -> temporary COG -> `cog_validate` ->
+storage, so a failure at any step leaves the previous file at the destination untouched. Local destinations get
+the finished file by `os.replace` (no copy through memory); S3 gets it by one PutObject, or a multipart upload for
+big files, both of which publish the object only when complete.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +40,18 @@ COG_OPTIONS: dict[str, str | int] = {
     "NUM_THREADS": "ALL_CPUS",
     "BIGTIFF": "IF_SAFER",
 }
-# The intermediate GTiff of windowed writes is compressed cheaply so that a 100000² tile does not need 20 GB of
-# scratch disk; ZSTD level 1 costs little next to the final DEFLATE pass.
+# The intermediate GTiff of windowed writes is uncompressed when that is safe: compressing it and decoding it
+# twice more in the COG driver cost ~12% of a 20000² uint8 tile at 1 thread (bench/cog.py). Rasters above
+# SCRATCH_RAW_MAX_BYTES (a 100000² uint16 tile would need 20 GB) or above 1/SCRATCH_RAW_FREE_DIVISOR of the free
+# space in the scratch folder (room for several concurrent writers) get ZSTD level 1 instead.
 _SCRATCH_OPTIONS = {"COMPRESS": "ZSTD", "ZSTD_LEVEL": 1, "BIGTIFF": "IF_SAFER"}
+_SCRATCH_RAW_OPTIONS = {"COMPRESS": "NONE", "BIGTIFF": "IF_SAFER"}
+SCRATCH_RAW_MAX_BYTES = 4 * 1024**3
+SCRATCH_RAW_FREE_DIVISOR = 8
+# `write_cog_from_array` hands arrays up to this size to the COG driver as a GDAL MEM dataset (one copy of the
+# array in RAM, no scratch file to compress, write and decode twice: ~15% of the time of a 720x1440 granule);
+# bigger arrays go through the scratch GTiff, so the copy never doubles the memory of a big raster.
+MEM_SOURCE_MAX_BYTES = 256 * 1024**2
 # Above this size an S3 upload goes multipart from the file instead of reading the COG into memory.
 S3_MULTIPART_THRESHOLD = 256 * 1024**2
 _COPY_CHUNK = 1024**2
@@ -105,6 +116,15 @@ def _scratch_dir(dest: Storage, relpath: str, tmp_dir: str | os.PathLike | None)
         path = Path(tempfile.gettempdir())
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _scratch_options(raw_bytes: int, directory: Path) -> dict:
+    """Creation options of a scratch GTiff holding `raw_bytes` of pixels in `directory` (see `_SCRATCH_OPTIONS`)."""
+    if raw_bytes <= SCRATCH_RAW_MAX_BYTES:
+        with contextlib.suppress(OSError):
+            if raw_bytes * SCRATCH_RAW_FREE_DIVISOR <= shutil.disk_usage(directory).free:
+                return _SCRATCH_RAW_OPTIONS
+    return _SCRATCH_OPTIONS
 
 
 @contextlib.contextmanager
@@ -173,11 +193,11 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()  # streams through a small reused buffer
 
 
-def _finish(src_path: Path, cog_path: Path, dest: Storage, relpath: str, options: dict) -> CogInfo:
-    """Convert the source GTiff to a COG, validate it, describe it and publish it."""
+def _finish(source, cog_path: Path, dest: Storage, relpath: str, options: dict) -> CogInfo:
+    """Convert the source (a GTiff path or an open dataset) to a COG, validate it, describe it and publish it."""
     from rio_cogeo.cogeo import cog_validate
 
-    rasterio.shutil.copy(str(src_path), str(cog_path), **options)
+    rasterio.shutil.copy(str(source) if isinstance(source, str | os.PathLike) else source, str(cog_path), **options)
     valid, errors, _warnings = cog_validate(str(cog_path), quiet=True)
     if not valid:
         raise CogValidationError(f"COG for {relpath} is not valid: {'; '.join(errors) or 'no reason given'}")
@@ -249,7 +269,6 @@ def write_cog_from_array(
     scratch = _scratch_dir(dest, relpath, tmp_dir)
     with _gdal_env(), _temp_paths(scratch, relpath, ".src.tif", ".cog.tif") as (src, cog):
         profile = {
-            "driver": "GTiff",
             "width": arr.shape[2],
             "height": arr.shape[1],
             "count": arr.shape[0],
@@ -257,15 +276,19 @@ def write_cog_from_array(
             "crs": crs,
             "transform": transform,
             "nodata": nodata,
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            **_SCRATCH_OPTIONS,
         }
-        with rasterio.open(src, "w", **profile) as ds:
+        in_memory = arr.nbytes <= MEM_SOURCE_MAX_BYTES
+        if in_memory:
+            profile["driver"] = "MEM"
+        else:
+            profile.update(driver="GTiff", tiled=True, blockxsize=512, blockysize=512)
+            profile.update(_scratch_options(arr.nbytes, scratch))
+        with rasterio.open("" if in_memory else src, "w", **profile) as ds:
             ds.write(arr)
             if tags:
                 ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            if in_memory:
+                return _finish(ds, cog, dest, relpath, opts)
         return _finish(src, cog, dest, relpath, opts)
 
 
@@ -296,9 +319,10 @@ def write_cog_windowed(
     """Write a raster computed window by window as a validated COG, atomically, in memory bounded by the window.
 
     `compute_window(window)` is called once per `block` x `block` window in row-major order and must return an array
-    of shape (rows, cols) (or (count, rows, cols)) matching the window. Windows are written to a tiled, ZSTD-1
-    compressed scratch GTiff, which GDAL's COG driver then converts; memory therefore scales with `block`, never with
-    the tile (a 40000² tile at block 2048 holds ~4 Mpx at a time, plus GDAL's block cache).
+    of shape (rows, cols) (or (count, rows, cols)) matching the window. Windows are written to a tiled scratch GTiff
+    (uncompressed up to `SCRATCH_RAW_MAX_BYTES` and 1/8 of the free disk there, else ZSTD level 1), which GDAL's COG
+    driver then converts; memory therefore scales with `block`, never with the tile (a 40000² tile at block 2048
+    holds ~4 Mpx at a time, plus GDAL's block cache).
 
     Args:
         dest, relpath: where the COG goes. width, height, transform, crs, dtype, nodata, count: the raster.
@@ -341,16 +365,25 @@ def write_cog_windowed(
             "blockxsize": tile,
             "blockysize": tile,
             "NUM_THREADS": opts.get("NUM_THREADS", "ALL_CPUS"),
-            **_SCRATCH_OPTIONS,
+            **_scratch_options(width * height * count * dt.itemsize, scratch),
         }
-        with rasterio.open(src, "w", **profile) as ds:
+        # The scratch write of one window overlaps the computation of the next (rasterio drops the GIL while GDAL
+        # writes): ~0.2 s of a 20000² tile (bench/cog.py). compute_window stays on the calling thread, so the
+        # caller's rasterio.Env and dataset handles apply as before; at most two windows are held at a time.
+        with rasterio.open(src, "w", **profile) as ds, ThreadPoolExecutor(1, "cog-scratch") as writer:
+            pending = None
             for window in iter_windows(width, height, block):
                 try:
                     data = compute_window(window)
                 except Exception as exc:
                     exc.add_note(f"while computing window {window} of COG {relpath}")
                     raise
-                ds.write(_window_array(data, window, count, dt, relpath), window=window)
+                arr = _window_array(data, window, count, dt, relpath)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(ds.write, arr, window=window)
+            if pending is not None:
+                pending.result()
             if tags:
                 ds.update_tags(**{k: str(v) for k, v in tags.items()})
         return _finish(src, cog, dest, relpath, opts)
