@@ -13,7 +13,7 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.features import rasterize
-from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry import GeometryCollection, LineString, MultiPolygon, Polygon, box
 
 from pipeline.lib import zonal as Z
 from pipeline.lib import zonal_engine as E
@@ -513,6 +513,8 @@ def test_dask_and_executor_equal_sequential(two_tiles, tmp_path):
             tcd = rng.integers(0, 101, (src.height, src.width)).astype(np.uint8)
             tcd_paths.append(write_tile(tmp_path / f"tcd{i}.tif", tcd, src.transform))
     shapes = varied_shapes(rng) + [Polygon(star(10.25, 4.88, 0.1, 500, rng)) for _ in range(6)]
+    # A GeometryCollection sends its task's geometries as WKB; the (Multi)Polygon-only tasks as ragged arrays.
+    shapes.append(GeometryCollection([box(10.1, 4.6, 10.3, 4.8), LineString([(10.0, 4.5), (10.4, 4.9)])]))
     feats = frame(shapes)
     seq = Z.tcl_stats(paths, tcd_paths, feats, max_window_pixels=5000)
     seq_hist = Z.class_histograms({"v": paths}, feats, value, N_CLASSES, max_window_pixels=5000)
@@ -530,3 +532,22 @@ def test_dask_and_executor_equal_sequential(two_tiles, tmp_path):
     pd.testing.assert_frame_equal(par, seq, check_exact=True)
     pd.testing.assert_frame_equal(par_hist, seq_hist, check_exact=True)
     assert len(seq) > 100
+    assert (seq_hist["geostore__id"] == feats["geostore__id"].iloc[-1]).any()  # the collection's polygon counted
+
+
+def test_task_geometries_round_trip_as_ragged_arrays_or_wkb():
+    rng = np.random.default_rng(5)
+    polys = np.array(varied_shapes(rng), dtype=object)
+    kind, _ = E._encode_geoms(polys)
+    back = E._decode_geoms(E._encode_geoms(polys))
+    assert kind == "ragged"
+    # Polygons come back as MultiPolygons: same rings and coordinates, so the same pixels.
+    assert np.array_equal(shapely.get_coordinates(back), shapely.get_coordinates(polys))
+    assert np.array_equal(
+        shapely.get_num_interior_rings(shapely.get_parts(back)),
+        shapely.get_num_interior_rings(shapely.get_parts(polys)),
+    )
+    mixed = np.append(polys, GeometryCollection([box(0, 0, 1, 1), LineString([(0, 0), (2, 2)])]))
+    kind, _ = E._encode_geoms(mixed)
+    assert kind == "wkb"
+    assert shapely.equals_exact(E._decode_geoms(E._encode_geoms(mixed)), mixed, tolerance=0).all()
