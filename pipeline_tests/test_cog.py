@@ -10,6 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 
@@ -120,6 +121,101 @@ def test_windowed_equals_array_output(tmp_path):
     with rasterio.open(win.uri) as w, rasterio.open(arr.uri) as r:
         assert np.array_equal(w.read(1), a) and np.array_equal(r.read(1), a)
         assert w.transform == r.transform and w.tags()["k"] == "v"
+
+
+def _gdal_cog(tmp_path, a: np.ndarray, nodata, options: dict) -> str:
+    """Oracle: the array as a plain GTiff, converted by GDAL's COG driver, which builds its own overviews."""
+    src, out = tmp_path / "oracle_src.tif", tmp_path / "oracle_cog.tif"
+    profile = {"driver": "GTiff", "count": a.shape[0], "height": a.shape[1], "width": a.shape[2]}
+    profile.update(dtype=a.dtype, crs="EPSG:4326", transform=TRANSFORM, nodata=nodata)
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(a)
+    rasterio.shutil.copy(str(src), str(out), **C.cog_options(options))
+    return str(out)
+
+
+def _levels(path: str) -> list[np.ndarray]:
+    with rasterio.open(path) as ds:
+        n = len(ds.overviews(1))
+    out = []
+    for k in range(n):
+        with rasterio.open(path, overview_level=k) as ov:
+            out.append(ov.read())
+    return out
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, nodata, block",
+    [
+        ((1, 1100, 1300), "uint8", 255, 256),  # even halvings down to <= 256
+        ((2, 1537, 1029), "uint16", 0, 512),  # odd sizes: ratios are not exactly 2
+        ((1, 300, 2100), "float32", float("nan"), 128),  # one side already small, NaN nodata
+    ],
+)
+def test_windowed_overviews_equal_gdal_drivers(tmp_path, shape, dtype, nodata, block):
+    """geopump fills the overviews while windows stream by; every level must equal what GDAL builds itself."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 250, shape).astype(dtype)
+    if np.issubdtype(a.dtype, np.floating):
+        a[:, ::7, ::5] = np.nan
+    options = {"BLOCKSIZE": 256}
+    count, height, width = shape
+    assert len(C.own_overview_levels(width, height, C.cog_options(options))) >= 2
+    info = C.write_cog_windowed(
+        Storage(str(tmp_path)),
+        "own.tif",
+        width=width,
+        height=height,
+        transform=TRANSFORM,
+        crs="EPSG:4326",
+        dtype=dtype,
+        nodata=nodata,
+        count=count,
+        compute_window=lambda w: a[:, w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width],
+        block=block,
+        options=options,
+        tags={"source": "test <&>"},
+    )
+    oracle = _gdal_cog(tmp_path, a, nodata, options)
+    assert cog_validate(info.uri, quiet=True)[0] is True
+    mine, theirs = _levels(info.uri), _levels(oracle)
+    assert [m.shape for m in mine] == [t.shape for t in theirs] and len(mine) >= 2
+    for k, (m, t) in enumerate(zip(mine, theirs, strict=True)):
+        assert np.array_equal(m, t, equal_nan=True), f"overview level {k} differs from GDAL's"
+    with rasterio.open(info.uri) as ds, rasterio.open(oracle) as ref:
+        assert np.array_equal(ds.read(), a, equal_nan=True)
+        assert (ds.crs, ds.transform, ds.colorinterp, ds.dtypes) == (
+            ref.crs,
+            ref.transform,
+            ref.colorinterp,
+            ref.dtypes,
+        )
+        assert ds.nodata == ref.nodata or (np.isnan(ds.nodata) and np.isnan(ref.nodata))
+        assert ds.tags()["source"] == "test <&>" and ds.tags()["AREA_OR_POINT"] == ref.tags()["AREA_OR_POINT"]
+    assert _all_files(tmp_path) == sorted(["own.tif", "oracle_src.tif", "oracle_cog.tif"])  # no scratch left
+
+
+def test_other_overview_settings_leave_overviews_to_gdal(tmp_path):
+    a = _data((600, 900), dtype=np.uint16)[None]
+    options = {"BLOCKSIZE": 128, "OVERVIEW_RESAMPLING": "AVERAGE"}
+    assert C.own_overview_levels(900, 600, C.cog_options(options)) == []
+    assert C.own_overview_levels(900, 600, C.cog_options({"OVERVIEW_COUNT": 1})) == []
+    info = C.write_cog_windowed(
+        Storage(str(tmp_path)),
+        "avg.tif",
+        width=900,
+        height=600,
+        transform=TRANSFORM,
+        crs="EPSG:4326",
+        dtype="uint16",
+        nodata=0,
+        compute_window=_window_fn(a[0]),
+        block=256,
+        options=options,
+    )
+    mine, theirs = _levels(info.uri), _levels(_gdal_cog(tmp_path, a, 0, options))
+    assert len(mine) == len(theirs) >= 2
+    assert all(np.array_equal(m, t) for m, t in zip(mine, theirs, strict=True))
 
 
 def test_windowed_memory_is_bounded_by_the_window(tmp_path):
