@@ -256,6 +256,9 @@ def run_geopump(tile: str, polygons: str, workers: int):
 
         # Dask's statistical profiler samples every worker's stack every 10 ms; on 2 busy cores that costs
         # CPU the compute needs. Off unless --dask-profiler (a production cluster can turn it off too).
+        from pipeline.lib.dask_settings import WORKER_CONFIG
+
+        dask.config.set(WORKER_CONFIG)  # what geopump's DaskResource uses for its LocalCluster
         dask.config.set({"distributed.worker.profile.enabled": os.environ.get("ZONAL_BENCH_DASK_PROFILER") == "1"})
         t1 = time.perf_counter()
         cluster = LocalCluster(

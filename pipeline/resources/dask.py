@@ -6,6 +6,8 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from pipeline.lib.dask_settings import WORKER_CONFIG
+
 
 class DaskResource(dg.ConfigurableResource):
     """Heavy work runs on Dask: a LocalCluster in the run process by default, or the cluster at
@@ -39,9 +41,8 @@ class DaskResource(dg.ConfigurableResource):
             if self.scheduler_address:
                 self._client = Client(self.scheduler_address, timeout="30s", set_as_default=False)
             else:
-                # The statistical profiler samples every worker thread 100 times a second; on a 2-core
-                # machine that costs CPU the raster work needs (nannies pass this config to workers).
-                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                # Profiler off, monitors sampling less often: CPU the raster work needs (see WORKER_CONFIG).
+                with dask.config.set(WORKER_CONFIG):
                     cluster = LocalCluster(
                         n_workers=self.n_workers,
                         threads_per_worker=self.threads_per_worker,
