@@ -152,8 +152,10 @@ def _levels(path: str) -> list[np.ndarray]:
         ((1, 300, 2100), "float32", float("nan"), 128),  # one side already small, NaN nodata
     ],
 )
-def test_windowed_overviews_equal_gdal_drivers(tmp_path, shape, dtype, nodata, block):
-    """geopump fills the overviews while windows stream by; every level must equal what GDAL builds itself."""
+@pytest.mark.parametrize("writer", ["windowed", "array"])
+def test_own_overviews_equal_gdal_drivers(tmp_path, shape, dtype, nodata, block, writer):
+    """geopump makes the NEAREST overviews itself (windowed: while windows stream by; array: from the array in
+    memory); every level must equal what GDAL's COG driver builds on its own."""
     rng = np.random.default_rng(7)
     a = rng.integers(0, 250, shape).astype(dtype)
     if np.issubdtype(a.dtype, np.floating):
@@ -161,21 +163,27 @@ def test_windowed_overviews_equal_gdal_drivers(tmp_path, shape, dtype, nodata, b
     options = {"BLOCKSIZE": 256}
     count, height, width = shape
     assert len(C.own_overview_levels(width, height, C.cog_options(options))) >= 2
-    info = C.write_cog_windowed(
-        Storage(str(tmp_path)),
-        "own.tif",
-        width=width,
-        height=height,
-        transform=TRANSFORM,
-        crs="EPSG:4326",
-        dtype=dtype,
-        nodata=nodata,
-        count=count,
-        compute_window=lambda w: a[:, w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width],
-        block=block,
-        options=options,
-        tags={"source": "test <&>"},
-    )
+    tags = {"source": "test <&>"}
+    if writer == "array":
+        info = C.write_cog_from_array(
+            a, TRANSFORM, "EPSG:4326", nodata, Storage(str(tmp_path)), "own.tif", options=options, tags=tags
+        )
+    else:
+        info = C.write_cog_windowed(
+            Storage(str(tmp_path)),
+            "own.tif",
+            width=width,
+            height=height,
+            transform=TRANSFORM,
+            crs="EPSG:4326",
+            dtype=dtype,
+            nodata=nodata,
+            count=count,
+            compute_window=lambda w: a[:, w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width],
+            block=block,
+            options=options,
+            tags=tags,
+        )
     oracle = _gdal_cog(tmp_path, a, nodata, options)
     assert cog_validate(info.uri, quiet=True)[0] is True
     mine, theirs = _levels(info.uri), _levels(oracle)
