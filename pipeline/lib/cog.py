@@ -27,9 +27,9 @@ import numpy as np
 import rasterio
 import rasterio.dtypes
 import rasterio.shutil
-from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
+from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from pipeline.lib.storage import Storage, safe_relpath
@@ -199,7 +199,8 @@ def _sha256(path: Path) -> str:
 
 
 def _finish(source, cog_path: Path, dest: Storage, relpath: str, options: dict) -> CogInfo:
-    """Convert the source (a GTiff path or an open dataset) to a COG, validate it, describe it and publish it."""
+    """Convert the source (a raster path, an open dataset or a VRT's XML text) to a COG, validate it, describe it
+    and publish it."""
     from rio_cogeo.cogeo import cog_validate
 
     rasterio.shutil.copy(str(source) if isinstance(source, str | os.PathLike) else source, str(cog_path), **options)
@@ -415,8 +416,8 @@ def _write_window(ds, pyramid: _OverviewPyramid, arr: np.ndarray, window: Window
 
 def own_overview_levels(width: int, height: int, opts: dict) -> list[tuple[int, int]]:
     """(width, height) of each overview GDAL's COG driver would make with `opts`, when geopump can make the same
-    pixels itself while the windows stream by; [] when it cannot (other resampling or overview settings), and
-    the driver then builds them from the finished scratch file.
+    pixels itself (from the array, or while the windows stream by); [] when it cannot (other resampling or
+    overview settings), and the driver then builds them from its source.
 
     The driver (OVERVIEWS=AUTO, no OVERVIEW_COUNT) halves both sides, rounding down, until neither exceeds
     BLOCKSIZE, and fills each level from the previous one by NEAREST sampling `_nearest_index`. Both rules were
@@ -534,17 +535,20 @@ def _finish_with_own_overviews(
     height, width = arr.shape[1], arr.shape[2]
     folder = f"/vsimem/geopump-cog-{uuid.uuid4().hex}"
     paths = [f"{folder}/base.tif"] + [f"{folder}/ovr{k}.tif" for k in range(len(levels))]
-    gtiff = {**profile, "driver": "GTiff", "tiled": True, "blockxsize": 512, "blockysize": 512, "COMPRESS": "NONE"}
+    gtiff = {k: v for k, v in profile.items() if k not in ("width", "height", "transform")}
+    gtiff.update(driver="GTiff", tiled=True, blockxsize=512, blockysize=512, COMPRESS="NONE")
     try:
-        with rasterio.open(paths[0], "w", **gtiff) as ds:
+        with contextlib.ExitStack() as stack:
+            ds = stack.enter_context(
+                rasterio.open(paths[0], "w", width=width, height=height, transform=profile["transform"], **gtiff)
+            )
             ds.write(arr)
             if tags:
                 ds.update_tags(**{k: str(v) for k, v in tags.items()})
-        indices = _level_indices(width, height, levels)
-        for (rows, cols), (w, h), path in zip(indices, levels, paths[1:], strict=True):
-            transform = _overview_transform(profile["transform"], width, height, w, h)
-            with rasterio.open(path, "w", **{**gtiff, "width": w, "height": h, "transform": transform}) as ov:
-                ov.write(arr[:, rows[:, None], cols[None, :]])
+            # The whole array is one window of the same pyramid the windowed writer fills.
+            _OverviewPyramid(width, height, profile["transform"], levels, paths[1:], gtiff, stack).write(
+                arr, Window(0, 0, width, height)
+            )
         return _finish(_vrt_xml(paths[0], paths[1:], relative=False), cog, dest, relpath, opts)
     finally:
         for path in paths:

@@ -14,9 +14,8 @@ WORKER_CONFIG: dict[str, object] = {
     "distributed.admin.tick.interval": "1s",
 }
 
-#: The same settings as environment variables, for workers started outside geopump.
+#: The same settings as environment variables (Dask's spelling: DASK_ prefix, "." -> "__", "-" -> "_"), for workers
+#: started outside geopump.
 WORKER_ENV: dict[str, str] = {
-    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "5s",
-    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+    "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in WORKER_CONFIG.items()
 }
